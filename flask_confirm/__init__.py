@@ -1,0 +1,31 @@
+"""Flask-Confirm: email-address confirmation for Flask.
+
+Signed, expiring links mailed from an RQ worker, a page that confirms them,
+resend, and a protected monitoring dashboard.
+"""
+
+from __future__ import annotations
+
+from . import signals
+from .errors import ConfigError
+from .errors import ConfirmError
+from .errors import TokenError
+from .errors import TokenExpired
+from .errors import TokenInvalid
+from .extension import Confirm
+from .models import ConfirmableMixin
+from .senders import EmailMessage
+from .senders import Sender
+
+__all__ = [
+    "ConfigError",
+    "Confirm",
+    "ConfirmError",
+    "ConfirmableMixin",
+    "EmailMessage",
+    "Sender",
+    "TokenError",
+    "TokenExpired",
+    "TokenInvalid",
+    "signals",
+]

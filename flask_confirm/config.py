@@ -1,0 +1,196 @@
+"""Configuration keys, their defaults, and the one place they are read.
+
+Every ``CONFIRM_*`` key is named once, as a constant of :class:`Keys`; the rest
+of the package reads the frozen :class:`Settings` built by :func:`load` during
+:meth:`.Confirm.init_app`, so a misspelt or missing key fails on start-up with a
+message that names it instead of on the first registration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing as t
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+if t.TYPE_CHECKING:
+    from flask import Flask
+
+
+class Keys:
+    """The names of the configuration keys Flask-Confirm reads."""
+
+    REDIS_URL = "CONFIRM_REDIS_URL"
+    QUEUE = "CONFIRM_QUEUE"
+    ASYNC = "CONFIRM_ASYNC"
+    SENDER = "CONFIRM_SENDER"
+    MAIL_FROM = "CONFIRM_MAIL_FROM"
+    SUBJECT = "CONFIRM_SUBJECT"
+    TOKEN_MAX_AGE = "CONFIRM_TOKEN_MAX_AGE"
+    EXTERNAL_URL = "CONFIRM_EXTERNAL_URL"
+    URL_PREFIX = "CONFIRM_URL_PREFIX"
+    REDIRECT_URL = "CONFIRM_REDIRECT_URL"
+    ON_GET = "CONFIRM_ON_GET"
+    SES_REGION = "CONFIRM_SES_REGION"
+    DASHBOARD_URL = "CONFIRM_DASHBOARD_URL"
+    JOB_TIMEOUT = "CONFIRM_JOB_TIMEOUT"
+
+
+#: Defaults put into ``app.config`` with ``setdefault``. ``CONFIRM_ASYNC`` and
+#: ``CONFIRM_MAIL_FROM`` depend on the app and are filled in by :func:`load`.
+DEFAULTS: dict[str, t.Any] = {
+    Keys.REDIS_URL: "redis://localhost:6379/0",
+    Keys.QUEUE: "confirm",
+    Keys.SENDER: "smtp",
+    Keys.SUBJECT: "Confirm your email address",
+    Keys.TOKEN_MAX_AGE: 86400,
+    Keys.EXTERNAL_URL: None,
+    Keys.URL_PREFIX: "/confirm",
+    Keys.REDIRECT_URL: "/",
+    Keys.ON_GET: False,
+    Keys.SES_REGION: None,
+    Keys.DASHBOARD_URL: "/rq",
+    Keys.JOB_TIMEOUT: 60,
+}
+
+#: The senders that can be named by a short name in ``CONFIRM_SENDER``.
+SENDER_NAMES = ("smtp", "ses", "console", "memory")
+
+#: Used as the From address by the development senders when none is set.
+DEVELOPMENT_MAIL_FROM = "Flask-Confirm <no-reply@localhost>"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The validated configuration of one application. Internal."""
+
+    redis_url: str
+    queue: str
+    is_async: bool
+    sender: str
+    mail_from: str
+    subject: str
+    token_max_age: int
+    external_url: str
+    url_prefix: str
+    redirect_url: str
+    on_get: bool
+    ses_region: str | None
+    dashboard_url: str | None
+    job_timeout: int
+
+
+def load(app: Flask) -> Settings:
+    """Fill in defaults and validate the ``CONFIRM_*`` keys of ``app``.
+
+    :raises ConfigError: naming the first key that cannot work, and the fix.
+    """
+    config = app.config
+    for key, value in DEFAULTS.items():
+        config.setdefault(key, value)
+    config.setdefault(Keys.ASYNC, not app.testing)
+
+    if not app.secret_key:
+        raise ConfigError(
+            "'SECRET_KEY' is not set. Confirmation links are signed with it: set"
+            " app.config['SECRET_KEY'] to a long random string (for example"
+            " secrets.token_hex(32)) before calling init_app."
+        )
+
+    sender = config[Keys.SENDER]
+    if not isinstance(sender, str) or not (
+        sender in SENDER_NAMES or "." in sender or ":" in sender
+    ):
+        raise ConfigError(
+            f"{Keys.SENDER} = {sender!r} is not a sender. Use one of"
+            f" {', '.join(map(repr, SENDER_NAMES))}, or the dotted path of a class"
+            " implementing flask_confirm.senders.Sender."
+        )
+
+    mail_from = config.get(Keys.MAIL_FROM) or config.get("MAIL_DEFAULT_SENDER")
+    if not mail_from:
+        if sender in ("console", "memory"):
+            mail_from = DEVELOPMENT_MAIL_FROM
+        else:
+            raise ConfigError(
+                f"{Keys.MAIL_FROM} is not set. Set it (or Flask-Mail's"
+                " MAIL_DEFAULT_SENDER) to the address confirmation mails come from,"
+                " for example 'Example <no-reply@example.com>'."
+            )
+    if isinstance(mail_from, tuple):  # Flask-Mail accepts (name, address).
+        mail_from = f"{mail_from[0]} <{mail_from[1]}>"
+
+    return Settings(
+        redis_url=_require_str(config, Keys.REDIS_URL),
+        queue=_require_str(config, Keys.QUEUE),
+        is_async=bool(config[Keys.ASYNC]),
+        sender=sender,
+        mail_from=str(mail_from),
+        subject=_require_str(config, Keys.SUBJECT),
+        token_max_age=_require_positive_int(config, Keys.TOKEN_MAX_AGE),
+        external_url=_external_url(config.get(Keys.EXTERNAL_URL)),
+        url_prefix=_url_prefix(config[Keys.URL_PREFIX]),
+        redirect_url=_require_str(config, Keys.REDIRECT_URL),
+        on_get=bool(config[Keys.ON_GET]),
+        ses_region=config[Keys.SES_REGION] or None,
+        dashboard_url=_dashboard_url(config[Keys.DASHBOARD_URL]),
+        job_timeout=_require_positive_int(config, Keys.JOB_TIMEOUT),
+    )
+
+
+def _require_str(config: t.Mapping[str, t.Any], key: str) -> str:
+    value = config[key]
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{key} must be a non-empty string, not {value!r}.")
+    return value
+
+
+def _require_positive_int(config: t.Mapping[str, t.Any], key: str) -> int:
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(
+            f"{key} must be a positive whole number of seconds, not {value!r}."
+        )
+    return value
+
+
+def _external_url(value: t.Any) -> str:
+    # Links are built outside any request, in the worker, and must never be
+    # taken from a request's Host header, which the client controls.
+    if not value:
+        raise ConfigError(
+            f"{Keys.EXTERNAL_URL} is not set. Confirmation links are built from it"
+            " (never from the request's Host header): set it to the public base"
+            " URL of the site, for example 'https://example.com'."
+        )
+    parts = urlsplit(str(value))
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            f"{Keys.EXTERNAL_URL} = {value!r} is not an absolute http(s) URL; set"
+            " it to something like 'https://example.com'."
+        )
+    if parts.query or parts.fragment:
+        raise ConfigError(
+            f"{Keys.EXTERNAL_URL} = {value!r} must not have a query or fragment."
+        )
+    return str(value).rstrip("/")
+
+
+def _url_prefix(value: t.Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ConfigError(
+            f"{Keys.URL_PREFIX} must be a path starting with '/', not {value!r}."
+        )
+    return value.rstrip("/")
+
+
+def _dashboard_url(value: t.Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith("/") or value == "/":
+        raise ConfigError(
+            f"{Keys.DASHBOARD_URL} must be a path such as '/rq', or None to not"
+            f" mount the dashboard; got {value!r}."
+        )
+    return value.rstrip("/")

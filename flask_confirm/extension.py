@@ -1,0 +1,366 @@
+"""The :class:`Confirm` extension and its per-application state."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import typing as t
+import uuid
+import weakref
+from urllib.parse import urlsplit
+
+from flask import current_app
+from flask import render_template
+from redis import Redis
+from sqlalchemy import inspect as sa_inspect
+from redis.exceptions import RedisError
+from rq import Queue
+
+from . import signals
+from .config import Settings
+from .config import load
+from .errors import ConfigError
+from .errors import TokenInvalid
+from .models import utcnow
+from .senders import EmailMessage
+from .senders import make_sender
+from .tasks import make_job_class
+from .tasks import send_confirmation_job
+from .tokens import TokenSerializer
+from .tokens import address_digest
+
+if t.TYPE_CHECKING:
+    from flask import Flask
+    from flask_sqlalchemy import SQLAlchemy
+    from rq.job import Job
+
+    from .models import ConfirmableMixin
+    from .senders import Sender
+
+logger = logging.getLogger("flask_confirm")
+
+DashboardAuth = t.Callable[[], bool]
+_DashboardAuthT = t.TypeVar("_DashboardAuthT", bound=DashboardAuth)
+
+
+@dataclasses.dataclass
+class _State:
+    """What :class:`Confirm` keeps for one application. Internal."""
+
+    settings: Settings
+    db: SQLAlchemy
+    user_model: type[t.Any]
+    serializer: TokenSerializer
+    sender: Sender
+    redis: Redis
+    queue: Queue
+    job_class: type[Job]
+
+
+class Confirm:
+    """Email-address confirmation for a Flask application.
+
+    .. code-block:: python
+
+        confirm = Confirm()
+        confirm.init_app(app, db=db, user_model=User)
+
+        # in the registration view, after committing the new user:
+        confirm.send_confirmation(user)
+
+    One instance may serve several applications; everything that belongs to an
+    application is kept per application, not on the instance.
+
+    :param app: call :meth:`init_app` with it straight away.
+    :param db: the Flask-SQLAlchemy extension that holds ``user_model``.
+    :param user_model: the user model, a :class:`.ConfirmableMixin` subclass.
+    :param dashboard_auth: a callable that returns true to let the current
+        request see the RQ dashboard; see :meth:`dashboard_auth`.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        db: SQLAlchemy | None = None,
+        user_model: type[ConfirmableMixin] | None = None,
+        dashboard_auth: DashboardAuth | None = None,
+    ) -> None:
+        self._db = db
+        self._user_model = user_model
+        self._dashboard_auth: DashboardAuth | None = dashboard_auth
+        self._states: weakref.WeakKeyDictionary[Flask, _State] = (
+            weakref.WeakKeyDictionary()
+        )
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(
+        self,
+        app: Flask,
+        *,
+        db: SQLAlchemy | None = None,
+        user_model: type[ConfirmableMixin] | None = None,
+    ) -> None:
+        """Set up confirmation for ``app``.
+
+        Reads and checks the ``CONFIRM_*`` configuration, registers the
+        ``confirm`` blueprint, the ``flask confirm-worker`` command and, unless
+        :data:`CONFIRM_DASHBOARD_URL` is ``None``, the protected RQ dashboard.
+
+        :param db: overrides the ``db`` given to the constructor.
+        :param user_model: overrides the ``user_model`` given to the constructor.
+        :raises ConfigError: a key cannot work; the message names it and the fix.
+        :raises RuntimeError: this extension is already registered on ``app``.
+        """
+        if "confirm" in app.extensions:
+            raise RuntimeError(
+                "Flask-Confirm is already registered on this app. Call init_app"
+                " once per app; to change settings, change app.config before it."
+            )
+        db = db or self._db
+        user_model = user_model or self._user_model
+        if db is None or user_model is None:
+            raise ConfigError(
+                "Flask-Confirm needs the database and the user model: call"
+                " init_app(app, db=db, user_model=User), or pass them to Confirm()."
+            )
+        _check_user_model(user_model)
+        settings = load(app)
+        redis = Redis.from_url(
+            settings.redis_url, socket_connect_timeout=2, health_check_interval=30
+        )
+        job_class = make_job_class(app)
+        state = _State(
+            settings=settings,
+            db=db,
+            user_model=user_model,
+            serializer=TokenSerializer(
+                [*(app.config.get("SECRET_KEY_FALLBACKS") or ()), app.secret_key],
+                settings.token_max_age,
+            ),
+            sender=make_sender(app, settings),
+            redis=redis,
+            queue=Queue(settings.queue, connection=redis, job_class=job_class),
+            job_class=job_class,
+        )
+        self._states[app] = state
+        app.extensions["confirm"] = self
+
+        from .cli import worker_command
+        from .views import create_blueprint
+
+        app.register_blueprint(create_blueprint(settings))
+        app.cli.add_command(worker_command)
+        if settings.dashboard_url is not None:
+            from .dashboard import mount_dashboard
+
+            mount_dashboard(app, self)
+
+    def _get_state(self, app: Flask | None = None) -> _State:
+        if app is None:
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+        try:
+            return self._states[app]
+        except KeyError:
+            raise RuntimeError(
+                "Flask-Confirm is not registered on this app. Did you forget to"
+                " call 'confirm.init_app(app, db=db, user_model=User)'?"
+            ) from None
+
+    @property
+    def sender(self) -> Sender:
+        """The current app's sender, e.g. a :class:`.MemorySender` whose
+        ``outbox`` a test reads."""
+        return self._get_state().sender
+
+    @property
+    def queue(self) -> Queue:
+        """The current app's RQ queue."""
+        return self._get_state().queue
+
+    def dashboard_auth(self, func: _DashboardAuthT) -> _DashboardAuthT:
+        """Register the callable that decides who may see the RQ dashboard.
+
+        It is called with no arguments for every dashboard request, inside the
+        request context, and returns true to let it through. Without one, every
+        dashboard request is answered 403. It may also abort itself, for example
+        with a 401 that asks for HTTP basic auth.
+
+        .. code-block:: python
+
+            @confirm.dashboard_auth
+            def is_admin() -> bool:
+                return current_user.is_authenticated and current_user.is_admin
+        """
+        self._dashboard_auth = func
+        return func
+
+    def send_confirmation(self, user: ConfirmableMixin) -> str | None:
+        """Ask for a confirmation link to be mailed to ``user``.
+
+        Call it after the user is committed. It records the request on the user
+        (``confirmation_requested_at``, committed here) and enqueues a job that
+        carries only the user's id; the mail is rendered and sent by the worker,
+        so the request never waits for the mail provider.
+
+        If Redis cannot be reached, the request stays recorded, a warning is
+        logged and ``None`` is returned: the caller's request still succeeds.
+        With :data:`CONFIRM_ASYNC` false the job runs here, at once, and a
+        failure to send is logged and signalled rather than raised.
+
+        :return: the job id, or ``None`` if the job could not be queued.
+        """
+        state = self._get_state()
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        user_id = _primary_key(state, user)
+        user.confirmation_requested_at = utcnow()
+        state.db.session.commit()
+
+        job_id: str | None
+        if state.settings.is_async:
+            try:
+                job = state.queue.enqueue_call(
+                    send_confirmation_job,
+                    args=(user_id,),
+                    description=f"confirmation for user {user_id!r}",
+                    timeout=state.settings.job_timeout,
+                )
+                job_id = job.id
+            except RedisError as e:
+                logger.warning(
+                    "Could not queue the confirmation for user %r (%s: %s); the"
+                    " request is recorded and can be sent again later.",
+                    user_id,
+                    type(e).__name__,
+                    e,
+                )
+                job_id = None
+        else:
+            job_id = f"inline-{uuid.uuid4().hex}"
+            try:
+                with app.app_context():
+                    send_confirmation_job(user_id)
+            except Exception:
+                logger.exception("Inline confirmation for user %r failed.", user_id)
+        signals.confirmation_requested.send(app, user=user, job_id=job_id)
+        return job_id
+
+    def make_token(self, user: ConfirmableMixin) -> str:
+        """Return a new confirmation token for ``user``'s current address."""
+        state = self._get_state()
+        return state.serializer.dumps(_primary_key(state, user), _email(user))
+
+    def load_user(self, token: str) -> t.Any:
+        """Return the user a token was made for.
+
+        :raises TokenExpired: the token is older than :data:`CONFIRM_TOKEN_MAX_AGE`.
+        :raises TokenInvalid: the token is bad, its user is gone, or the user's
+            address has changed since it was made.
+        """
+        state = self._get_state()
+        user_id, digest = state.serializer.loads(token)
+        user = state.db.session.get(state.user_model, user_id)
+        if user is None or address_digest(_email(user)) != digest:
+            raise TokenInvalid("The token's user or address is no longer current.")
+        return user
+
+    def confirm_url(self, user: ConfirmableMixin) -> str:
+        """Return a fresh confirmation link for ``user``.
+
+        The link is built on :data:`CONFIRM_EXTERNAL_URL`, never on the current
+        request, so a forged ``Host`` header cannot change what is mailed.
+        """
+        state = self._get_state()
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        base = urlsplit(state.settings.external_url)
+        adapter = app.url_map.bind(
+            base.netloc, script_name=base.path or "/", url_scheme=base.scheme
+        )
+        return adapter.build(
+            "confirm.confirm_email",
+            {"token": self.make_token(user)},
+            force_external=True,
+        )
+
+    def render_message(self, user: ConfirmableMixin) -> EmailMessage:
+        """Render the confirmation mail for ``user`` from the templates
+        ``flask_confirm/email.txt`` and ``flask_confirm/email.html``, which the
+        app can override in its own templates folder."""
+        settings = self._get_state().settings
+        context = {
+            "user": user,
+            "confirm_url": self.confirm_url(user),
+            "expires_in": dt.timedelta(seconds=settings.token_max_age),
+        }
+        return EmailMessage(
+            to=_email(user),
+            sender=settings.mail_from,
+            subject=settings.subject,
+            text=render_template("flask_confirm/email.txt", **context),
+            html=render_template("flask_confirm/email.html", **context),
+        )
+
+    def confirm_user(self, user: ConfirmableMixin) -> bool:
+        """Mark ``user``'s address confirmed, commit, and send
+        :data:`.email_confirmed`.
+
+        :return: ``False`` if it was already confirmed (nothing is done then).
+        """
+        if user.email_confirmed:
+            return False
+        state = self._get_state()
+        user.email_confirmed_at = utcnow()
+        state.db.session.commit()
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        signals.email_confirmed.send(app, user=user)
+        return True
+
+    def find_user(self, email: str) -> t.Any:
+        """Return the user with address ``email`` (compared without regard to
+        case or surrounding space), or ``None``."""
+        from sqlalchemy import func
+        from sqlalchemy import select
+
+        state = self._get_state()
+        model = state.user_model
+        query = select(model).where(func.lower(model.email) == email.strip().lower())
+        return state.db.session.scalars(query.limit(1)).first()
+
+
+def _check_user_model(model: type[t.Any]) -> None:
+    from .models import ConfirmableMixin
+
+    if not (isinstance(model, type) and issubclass(model, ConfirmableMixin)):
+        raise ConfigError(
+            f"user_model={model!r} must be a model class that inherits from"
+            " flask_confirm.ConfirmableMixin."
+        )
+    if not hasattr(model, "email"):
+        raise ConfigError(
+            f"user_model={model.__name__} has no 'email' attribute; the address"
+            " to confirm must be in a column named 'email'."
+        )
+
+
+def _primary_key(state: _State, user: t.Any) -> t.Any:
+    identity = sa_inspect(user).identity
+    if identity is None:
+        raise ValueError(
+            "The user has no primary key yet: add and commit it before calling"
+            " send_confirmation()."
+        )
+    if len(identity) != 1 or not isinstance(identity[0], (int, str)):
+        raise ValueError(
+            "The user's primary key must be a single int or str column, since"
+            " it is what jobs and tokens carry."
+        )
+    return identity[0]
+
+
+def _email(user: t.Any) -> str:
+    email = user.email
+    if not isinstance(email, str) or not email:
+        raise ValueError("The user has no email address.")
+    return email

@@ -1,0 +1,65 @@
+"""Blinker signals sent during the confirmation workflow.
+
+Each signal is sent with the Flask application as sender and the user as the
+``user`` keyword argument, so receivers can be connected per application::
+
+    from flask_confirm import signals
+
+    @signals.email_confirmed.connect_via(app)
+    def grant_access(app, user, **extra):
+        ...
+
+The ``confirmation_*`` signals about sending fire in the process that does the
+work: the web process for :data:`confirmation_requested`, the worker for
+:data:`confirmation_sent` and :data:`confirmation_failed` (or the web process
+too when :data:`CONFIRM_ASYNC` is false).
+"""
+
+from __future__ import annotations
+
+from blinker import Namespace
+
+_signals = Namespace()
+
+confirmation_requested = _signals.signal(
+    "confirmation-requested",
+    doc="""Sent by :meth:`.Confirm.send_confirmation` once the request is recorded.
+
+    :param user: the user the link is for.
+    :param job_id: the id of the queued job, or ``None`` if Redis could not be
+        reached (the request stays recorded and can be sent again later).
+    """,
+)
+
+confirmation_sent = _signals.signal(
+    "confirmation-sent",
+    doc="""Sent by the worker after the mail provider accepted the message.
+
+    :param user: the user the link was mailed to.
+    :param message_id: the provider's message id, when it gives one.
+    """,
+)
+
+confirmation_failed = _signals.signal(
+    "confirmation-failed",
+    doc="""Sent by the worker when sending the message raised.
+
+    :param user: the user the link was for.
+    :param error: the exception raised by the sender.
+    """,
+)
+
+email_confirmed = _signals.signal(
+    "email-confirmed",
+    doc="""Sent when a user confirms their address through a valid link.
+
+    :param user: the user, with ``email_confirmed_at`` set and committed.
+    """,
+)
+
+__all__ = [
+    "confirmation_failed",
+    "confirmation_requested",
+    "confirmation_sent",
+    "email_confirmed",
+]

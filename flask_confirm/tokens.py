@@ -1,0 +1,80 @@
+"""Signed, expiring confirmation tokens.
+
+A token signs ``[user_id, address_digest]``. Binding it to a digest of the
+address, rather than to the address itself, means a link dies as soon as the
+user's address changes, while the URL does not carry the address in readable
+form.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import typing as t
+
+from itsdangerous import BadData
+from itsdangerous import SignatureExpired
+from itsdangerous import URLSafeTimedSerializer
+
+from .errors import TokenExpired
+from .errors import TokenInvalid
+
+#: A token is about 80 characters; anything much longer is not ours, and is
+#: rejected before any decoding work is spent on it.
+MAX_TOKEN_LENGTH = 512
+
+#: One purpose, one salt: a token made for another purpose (a password reset,
+#: a session cookie) never validates as a confirmation token.
+SALT = "flask-confirm.email-confirmation"
+
+UserId = t.Union[int, str]
+
+
+def address_digest(email: str) -> str:
+    """Return a short digest of a normalised address, the binding in a token."""
+    normalised = email.strip().lower()
+    return hashlib.sha256(normalised.encode("utf-8")).hexdigest()[:20]
+
+
+class TokenSerializer:
+    """Makes and checks confirmation tokens for one application.
+
+    :param secret_keys: the keys to accept, oldest first; tokens are signed with
+        the last one. Pass ``[*app.config["SECRET_KEY_FALLBACKS"], app.secret_key]``
+        so that rotating the key does not kill links already mailed.
+    :param max_age: seconds a token stays valid after it was made.
+    """
+
+    def __init__(self, secret_keys: list[str | bytes], max_age: int) -> None:
+        self._serializer = URLSafeTimedSerializer(secret_keys, salt=SALT)
+        self.max_age = max_age
+
+    def dumps(self, user_id: UserId, email: str) -> str:
+        """Make a token for ``user_id`` at ``email``."""
+        return self._serializer.dumps([user_id, address_digest(email)])
+
+    def loads(self, token: str) -> tuple[UserId, str]:
+        """Check ``token`` and return ``(user_id, address_digest)``.
+
+        The caller must still compare the digest with the user's current address
+        (:func:`address_digest`), since only it can load the user.
+
+        :raises TokenExpired: the signature is good but older than ``max_age``.
+        :raises TokenInvalid: for every other problem.
+        """
+        if not token or len(token) > MAX_TOKEN_LENGTH:
+            raise TokenInvalid("The token is empty or too long.")
+        try:
+            payload = self._serializer.loads(token, max_age=self.max_age)
+        except SignatureExpired as e:
+            raise TokenExpired("The token has expired.") from e
+        except BadData as e:
+            raise TokenInvalid("The token is not valid.") from e
+        if (
+            not isinstance(payload, list)
+            or len(payload) != 2
+            or not isinstance(payload[0], (int, str))
+            or isinstance(payload[0], bool)
+            or not isinstance(payload[1], str)
+        ):
+            raise TokenInvalid("The token's payload is not a confirmation.")
+        return payload[0], payload[1]

@@ -1,0 +1,315 @@
+"""Fixtures: real Redis, SMTP, SES (moto), databases and worker processes.
+
+Every service a test needs is started here or found running; when that fails
+the test errors loudly rather than being skipped.
+"""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import dataclasses
+import email
+import email.message
+import email.policy
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import typing as t
+from pathlib import Path
+
+import pytest
+import redis
+import sqlalchemy as sa
+from aiosmtpd.controller import Controller
+from flask import Flask
+from flask.testing import FlaskClient
+
+from testapp import CONFIG_ENV
+from testapp import create_app
+
+TESTS_DIR = Path(__file__).parent
+POSTGRES_URL = os.environ.get(
+    "FLASK_CONFIRM_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: t.Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"Timed out after {timeout}s waiting for {what}.")
+
+
+# -- Redis --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> cabc.Iterator[str]:
+    """A private redis-server on a free port, so tests may flush or stop it
+    without touching anything else on the machine."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed; the tests need it.")
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+
+    def ready() -> bool:
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+
+    try:
+        wait_for(ready, 10, f"redis-server on port {port}")
+        yield url
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture()
+def redis_url(redis_server: str) -> cabc.Iterator[str]:
+    client = redis.Redis.from_url(redis_server)
+    client.flushall()
+    yield redis_server
+    client.flushall()
+    client.close()
+
+
+@pytest.fixture()
+def redis_client(redis_url: str) -> cabc.Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+# -- SMTP ---------------------------------------------------------------------
+
+
+class SMTPSink:
+    """aiosmtpd handler that keeps every message it accepts."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+        self.connections = 0
+
+    async def handle_EHLO(self, server: t.Any, session: t.Any, envelope: t.Any,
+                          hostname: str, responses: list[str]) -> list[str]:
+        self.connections += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_DATA(self, server: t.Any, session: t.Any, envelope: t.Any) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(message, email.message.EmailMessage)
+        self.messages.append(message)
+        return "250 Message accepted for delivery"
+
+
+@dataclasses.dataclass
+class SMTPServer:
+    host: str
+    port: int
+    sink: SMTPSink
+
+    @property
+    def messages(self) -> list[email.message.EmailMessage]:
+        return self.sink.messages
+
+    @property
+    def config(self) -> dict[str, t.Any]:
+        return {
+            "CONFIRM_SENDER": "smtp",
+            "MAIL_SERVER": self.host,
+            "MAIL_PORT": self.port,
+            "MAIL_SUPPRESS_SEND": False,
+        }
+
+    def wait_for_messages(self, count: int, timeout: float = 10) -> None:
+        wait_for(lambda: len(self.messages) >= count, timeout, f"{count} mail(s)")
+
+
+@pytest.fixture(scope="session")
+def smtp_controller() -> cabc.Iterator[Controller]:
+    controller = Controller(SMTPSink(), hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller
+    controller.stop()
+
+
+@pytest.fixture()
+def smtp_server(smtp_controller: Controller) -> SMTPServer:
+    sink = smtp_controller.handler
+    sink.messages.clear()
+    sink.connections = 0
+    return SMTPServer(smtp_controller.hostname, smtp_controller.port, sink)
+
+
+# -- SES (moto server mode) ---------------------------------------------------
+
+
+@dataclasses.dataclass
+class SESServer:
+    endpoint: str
+    region: str = "us-east-1"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "testing-key-id",
+            "AWS_SECRET_ACCESS_KEY": "testing-secret-key",
+            "AWS_DEFAULT_REGION": self.region,
+        }
+
+    @property
+    def config(self) -> dict[str, t.Any]:
+        return {"CONFIRM_SENDER": "ses", "CONFIRM_SES_REGION": self.region}
+
+    def sent_messages(self) -> list[t.Any]:
+        # The moto server runs in a thread of this process, so its backend's
+        # state can be read directly.
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.ses.models import ses_backends
+
+        return list(ses_backends[DEFAULT_ACCOUNT_ID][self.region].sent_messages)
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> cabc.Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture()
+def ses_server(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> SESServer:
+    import boto3
+    import requests
+
+    requests.post(f"{moto_server}/moto-api/reset", timeout=10).raise_for_status()
+    ses = SESServer(moto_server)
+    for key, value in ses.env.items():
+        monkeypatch.setenv(key, value)
+    client = boto3.client("sesv2", region_name=ses.region)
+    client.create_email_identity(EmailIdentity="example.test")
+    client.close()
+    return ses
+
+
+# -- Databases ----------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        # A file, not :memory:, so that a worker process sees the same data.
+        return f"sqlite:///{tmp_path / 'test.sqlite'}"
+    engine = sa.create_engine(POSTGRES_URL)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("select 1"))
+    except sa.exc.OperationalError as e:
+        raise RuntimeError(
+            f"PostgreSQL is not reachable at {POSTGRES_URL}; start it or set"
+            " FLASK_CONFIRM_TEST_POSTGRES."
+        ) from e
+    finally:
+        engine.dispose()
+    return POSTGRES_URL
+
+
+# -- Apps -----------------------------------------------------------------------
+
+
+AppFactory = t.Callable[..., Flask]
+
+
+@pytest.fixture()
+def app_config(redis_url: str) -> dict[str, t.Any]:
+    """Configuration shared by the test's app and its worker processes; tests
+    update it before calling ``make_app``."""
+    return {"CONFIRM_REDIS_URL": redis_url}
+
+
+@pytest.fixture()
+def make_app(app_config: dict[str, t.Any]) -> cabc.Iterator[AppFactory]:
+    apps: list[Flask] = []
+
+    def make(**config: t.Any) -> Flask:
+        app = create_app(**{**app_config, **config})
+        with app.app_context():
+            db = app.extensions["test_models"]["db"]
+            db.drop_all()
+            db.create_all()
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        with app.app_context():
+            db = app.extensions["test_models"]["db"]
+            db.session.remove()
+            db.drop_all()
+            db.engine.dispose()
+
+
+@pytest.fixture()
+def app(make_app: AppFactory) -> Flask:
+    return make_app()
+
+
+@pytest.fixture()
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+# -- Workers ------------------------------------------------------------------
+
+
+@pytest.fixture()
+def run_worker(app_config: dict[str, t.Any]) -> t.Callable[..., subprocess.CompletedProcess[str]]:
+    """Run ``flask confirm-worker`` in a real subprocess, with the test's config."""
+
+    def run(*args: str, timeout: float = 60, **config: t.Any) -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ,
+            CONFIG_ENV: json.dumps({**app_config, **config}),
+            "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]),
+        }
+        env.pop("FLASK_APP", None)
+        return subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "testapp:create_app()",
+             "confirm-worker", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=TESTS_DIR,
+        )
+
+    return run

@@ -1,0 +1,66 @@
+"""The application the tests run against, in the test process and in worker
+subprocesses alike.
+
+A worker is a separate process, so it cannot be handed the test's app object:
+it builds its own from the same factory, with the configuration the test
+passed through the ``FLASK_CONFIRM_TEST_CONFIG`` environment variable (JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import typing as t
+
+from flask import Flask
+from flask import abort
+from flask import request
+from flask_sqlalchemy import SQLAlchemy
+
+from flask_confirm import Confirm
+from flask_confirm import ConfirmableMixin
+
+CONFIG_ENV = "FLASK_CONFIRM_TEST_CONFIG"
+
+BASE_CONFIG: dict[str, t.Any] = {
+    "TESTING": True,
+    "SECRET_KEY": "test-secret-key-that-is-long-enough",
+    "CONFIRM_EXTERNAL_URL": "https://app.example.test",
+    "CONFIRM_SENDER": "memory",
+    "CONFIRM_MAIL_FROM": "no-reply@example.test",
+    "SQLALCHEMY_DATABASE_URI": "sqlite://",
+}
+
+
+def create_app(**config: t.Any) -> Flask:
+    """Build a small app using Flask-Confirm: ``POST /register`` with ``email``
+    creates a user and asks for a confirmation, as an adopting app would."""
+    app = Flask(__name__)
+    app.config.update(BASE_CONFIG)
+    app.config.update(json.loads(os.environ.get(CONFIG_ENV, "{}")))
+    app.config.update(config)
+
+    db = SQLAlchemy(app)
+
+    class User(ConfirmableMixin, db.Model):  # type: ignore[name-defined,misc]
+        __tablename__ = "fc_test_user"
+        id = db.Column(db.Integer, primary_key=True)
+        email = db.Column(db.String(320), unique=True, nullable=False)
+
+    confirm = Confirm(app, db=db, user_model=User)
+    app.extensions["test_models"] = {"db": db, "User": User, "confirm": confirm}
+
+    @app.post("/register")
+    def register() -> tuple[dict[str, t.Any], int]:
+        email = request.form.get("email") or abort(400)
+        user = User(email=email)
+        db.session.add(user)
+        db.session.commit()
+        job_id = confirm.send_confirmation(user)
+        return {"id": user.id, "job_id": job_id}, 201
+
+    @app.get("/")
+    def index() -> str:
+        return "home"
+
+    return app
