@@ -63,9 +63,10 @@ def worker_command(
     try:
         state.redis.ping()
     except RedisError as e:
+        url = _safe_url(settings.redis_url)
         raise click.ClickException(
-            f"Cannot reach Redis at CONFIRM_REDIS_URL ({_safe_url(settings.redis_url)}):"
-            f" {e}. Start Redis or point CONFIRM_REDIS_URL at it."
+            f"Cannot reach Redis at CONFIRM_REDIS_URL ({url}): {e}. Start Redis or"
+            " point CONFIRM_REDIS_URL at it."
         ) from e
 
     worker_class = Worker if fork else SimpleWorker

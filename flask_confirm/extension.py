@@ -13,13 +13,13 @@ from urllib.parse import urlsplit
 from flask import current_app
 from flask import render_template
 from redis import Redis
-from sqlalchemy import inspect as sa_inspect
 from redis.exceptions import RedisError
 from rq import Queue
+from sqlalchemy import inspect as sa_inspect
 
 from . import signals
-from .config import Settings
 from .config import load
+from .config import Settings
 from .errors import ConfigError
 from .errors import TokenInvalid
 from .models import utcnow
@@ -27,8 +27,8 @@ from .senders import EmailMessage
 from .senders import make_sender
 from .tasks import make_job_class
 from .tasks import send_confirmation_job
-from .tokens import TokenSerializer
 from .tokens import address_digest
+from .tokens import TokenSerializer
 
 if t.TYPE_CHECKING:
     from flask import Flask
@@ -127,7 +127,11 @@ class Confirm:
                 " init_app(app, db=db, user_model=User), or pass them to Confirm()."
             )
         _check_user_model(user_model)
-        settings = load(app)
+        settings = load(app)  # checks SECRET_KEY too
+        secret_keys: list[str | bytes] = [
+            *(app.config.get("SECRET_KEY_FALLBACKS") or ()),
+            t.cast("str | bytes", app.secret_key),
+        ]
         redis = Redis.from_url(
             settings.redis_url, socket_connect_timeout=2, health_check_interval=30
         )
@@ -136,10 +140,7 @@ class Confirm:
             settings=settings,
             db=db,
             user_model=user_model,
-            serializer=TokenSerializer(
-                [*(app.config.get("SECRET_KEY_FALLBACKS") or ()), app.secret_key],
-                settings.token_max_age,
-            ),
+            serializer=TokenSerializer(secret_keys, settings.token_max_age),
             sender=make_sender(app, settings),
             redis=redis,
             queue=Queue(settings.queue, connection=redis, job_class=job_class),
@@ -278,7 +279,7 @@ class Confirm:
         adapter = app.url_map.bind(
             base.netloc, script_name=base.path or "/", url_scheme=base.scheme
         )
-        return adapter.build(
+        return adapter.build(  # type: ignore[no-any-return]
             "confirm.confirm_email",
             {"token": self.make_token(user)},
             force_external=True,
@@ -293,6 +294,7 @@ class Confirm:
             "user": user,
             "confirm_url": self.confirm_url(user),
             "expires_in": dt.timedelta(seconds=settings.token_max_age),
+            "expires_in_words": _duration_words(settings.token_max_age),
         }
         return EmailMessage(
             to=_email(user),
@@ -327,6 +329,16 @@ class Confirm:
         model = state.user_model
         query = select(model).where(func.lower(model.email) == email.strip().lower())
         return state.db.session.scalars(query.limit(1)).first()
+
+
+def _duration_words(seconds: int) -> str:
+    """``86400`` -> ``"24 hours"``: the largest unit that divides evenly, so the
+    mail never rounds a validity period up."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0 and (unit != "day" or seconds > 86400):
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
 def _check_user_model(model: type[t.Any]) -> None:

@@ -153,7 +153,11 @@ class SMTPSender:
                 if self._connection is None:
                     self._connection = self._open()
                 self._connection.send(mail_message)
-            except (smtplib.SMTPServerDisconnected, ConnectionResetError, BrokenPipeError):
+            except (
+                smtplib.SMTPServerDisconnected,
+                ConnectionResetError,
+                BrokenPipeError,
+            ):
                 if not reused:
                     raise
                 # The server closed the connection kept from an earlier message
@@ -219,7 +223,7 @@ class SESSender:
                 }
             },
         )
-        return t.cast(str, response["MessageId"])
+        return t.cast("str", response["MessageId"])
 
     def close(self) -> None:
         client, self._client = self._client, None

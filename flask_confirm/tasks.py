@@ -74,7 +74,7 @@ def send_confirmation_job(user_id: UserId) -> str | None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     message = confirm.render_message(user)
     try:
-        message_id = state.sender.send(message)
+        message_id: str | None = state.sender.send(message)
     except Exception as e:
         db.session.rollback()
         logger.warning(

@@ -26,7 +26,7 @@ MAX_TOKEN_LENGTH = 512
 #: a session cookie) never validates as a confirmation token.
 SALT = "flask-confirm.email-confirmation"
 
-UserId = t.Union[int, str]
+UserId = int | str
 
 
 def address_digest(email: str) -> str:
@@ -45,7 +45,9 @@ class TokenSerializer:
     """
 
     def __init__(self, secret_keys: list[str | bytes], max_age: int) -> None:
-        self._serializer = URLSafeTimedSerializer(secret_keys, salt=SALT)
+        # itsdangerous accepts str and bytes keys mixed; its annotation does not.
+        keys = t.cast("list[str]", secret_keys)
+        self._serializer = URLSafeTimedSerializer(keys, salt=SALT)
         self.max_age = max_age
 
     def dumps(self, user_id: UserId, email: str) -> str:

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import typing as t
+import uuid
 from pathlib import Path
 
 import pytest
@@ -65,8 +66,19 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> cabc.Iterator[str]
     port = free_port()
     workdir = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(workdir)],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
         stdout=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}/0"
@@ -113,14 +125,22 @@ class SMTPSink:
         self.messages: list[email.message.EmailMessage] = []
         self.connections = 0
 
-    async def handle_EHLO(self, server: t.Any, session: t.Any, envelope: t.Any,
-                          hostname: str, responses: list[str]) -> list[str]:
+    async def handle_EHLO(
+        self,
+        server: t.Any,
+        session: t.Any,
+        envelope: t.Any,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
         self.connections += 1
         session.host_name = hostname
         return responses
 
     async def handle_DATA(self, server: t.Any, session: t.Any, envelope: t.Any) -> str:
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        message = email.message_from_bytes(
+            envelope.content, policy=email.policy.default
+        )
         assert isinstance(message, email.message.EmailMessage)
         self.messages.append(message)
         return "250 Message accepted for delivery"
@@ -224,23 +244,38 @@ def ses_server(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> SESServer:
 # -- Databases ----------------------------------------------------------------
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> cabc.Iterator[str]:
+    """A database of this test run's own on the local PostgreSQL server, so that
+    concurrent runs (a developer's and CI's, say) never lock each other out."""
+    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    name = f"flask_confirm_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as e:
+        raise RuntimeError(
+            f"PostgreSQL is not reachable at {POSTGRES_URL}; start it or set"
+            " FLASK_CONFIRM_TEST_POSTGRES to a server where databases can be made."
+        ) from e
+    try:
+        yield (
+            sa.make_url(POSTGRES_URL)
+            .set(database=name)
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         # A file, not :memory:, so that a worker process sees the same data.
         return f"sqlite:///{tmp_path / 'test.sqlite'}"
-    engine = sa.create_engine(POSTGRES_URL)
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("select 1"))
-    except sa.exc.OperationalError as e:
-        raise RuntimeError(
-            f"PostgreSQL is not reachable at {POSTGRES_URL}; start it or set"
-            " FLASK_CONFIRM_TEST_POSTGRES."
-        ) from e
-    finally:
-        engine.dispose()
-    return POSTGRES_URL
+    return t.cast(str, request.getfixturevalue("postgres_url"))
 
 
 # -- Apps -----------------------------------------------------------------------
@@ -292,19 +327,32 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture()
-def run_worker(app_config: dict[str, t.Any]) -> t.Callable[..., subprocess.CompletedProcess[str]]:
+def run_worker(
+    app_config: dict[str, t.Any],
+) -> t.Callable[..., subprocess.CompletedProcess[str]]:
     """Run ``flask confirm-worker`` in a real subprocess, with the test's config."""
 
-    def run(*args: str, timeout: float = 60, **config: t.Any) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, timeout: float = 60, **config: t.Any
+    ) -> subprocess.CompletedProcess[str]:
         env = {
             **os.environ,
             CONFIG_ENV: json.dumps({**app_config, **config}),
-            "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]),
+            "PYTHONPATH": os.pathsep.join(
+                [str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]
+            ),
         }
         env.pop("FLASK_APP", None)
         return subprocess.run(
-            [sys.executable, "-m", "flask", "--app", "testapp:create_app()",
-             "confirm-worker", *args],
+            [
+                sys.executable,
+                "-m",
+                "flask",
+                "--app",
+                "testapp:create_app()",
+                "confirm-worker",
+                *args,
+            ],
             env=env,
             capture_output=True,
             text=True,

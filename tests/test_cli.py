@@ -27,8 +27,9 @@ def test_smtp_flow_through_worker(
     run_worker: t.Callable[..., t.Any],
     redis_client: redis.Redis,
 ) -> None:
-    app_config.update(smtp_server.config, SQLALCHEMY_DATABASE_URI=database_url,
-                      CONFIRM_ASYNC=True)
+    app_config.update(
+        smtp_server.config, SQLALCHEMY_DATABASE_URI=database_url, CONFIRM_ASYNC=True
+    )
     app = make_app()
     client = app.test_client()
 
@@ -59,7 +60,9 @@ def test_smtp_flow_through_worker(
     assert page.status_code == 200
     assert b"ada@example.org" in page.data
     with app.app_context():
-        assert not models(app)["db"].session.get(User, response.json["id"]).email_confirmed
+        assert (
+            not models(app)["db"].session.get(User, response.json["id"]).email_confirmed
+        )
 
     confirmed = client.post(path)
     assert confirmed.status_code == 302
@@ -80,8 +83,11 @@ def test_ses_flow_through_worker(
     run_worker: t.Callable[..., t.Any],
     tmp_path: t.Any,
 ) -> None:
-    app_config.update(ses_server.config, CONFIRM_ASYNC=True,
-                      SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'ses.sqlite'}")
+    app_config.update(
+        ses_server.config,
+        CONFIRM_ASYNC=True,
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'ses.sqlite'}",
+    )
     app = make_app()
     response = app.test_client().post("/register", data={"email": "grace@example.org"})
     assert response.status_code == 201
@@ -100,7 +106,9 @@ def test_worker_requires_redis(run_worker: t.Callable[..., t.Any]) -> None:
 
 
 @pytest.mark.parametrize("value", [None, ""])
-def test_worker_requires_external_url(run_worker: t.Callable[..., t.Any], value: t.Any) -> None:
+def test_worker_requires_external_url(
+    run_worker: t.Callable[..., t.Any], value: t.Any
+) -> None:
     result = run_worker("--burst", CONFIRM_EXTERNAL_URL=value)
     assert result.returncode != 0
     assert "CONFIRM_EXTERNAL_URL" in result.stderr

@@ -12,8 +12,8 @@ import json
 import os
 import typing as t
 
-from flask import Flask
 from flask import abort
+from flask import Flask
 from flask import request
 from flask_sqlalchemy import SQLAlchemy
 

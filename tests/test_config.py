@@ -1,0 +1,171 @@
+"""Configuration is checked at ``init_app``, with errors that name the key."""
+
+from __future__ import annotations
+
+import sys
+import typing as t
+
+import pytest
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+
+from flask_confirm import ConfigError
+from flask_confirm import Confirm
+from flask_confirm import ConfirmableMixin
+from flask_confirm.config import Keys
+from testapp import BASE_CONFIG
+from testapp import create_app
+
+
+def test_defaults_are_filled_in() -> None:
+    app = create_app()
+    assert app.config[Keys.REDIS_URL] == "redis://localhost:6379/0"
+    assert app.config[Keys.QUEUE] == "confirm"
+    assert app.config[Keys.TOKEN_MAX_AGE] == 86400
+    assert app.config[Keys.URL_PREFIX] == "/confirm"
+    assert app.config[Keys.REDIRECT_URL] == "/"
+    assert app.config[Keys.ON_GET] is False
+    assert app.config[Keys.DASHBOARD_URL] == "/rq"
+
+
+@pytest.mark.parametrize(("testing", "expected"), [(True, False), (False, True)])
+def test_async_defaults_to_not_testing(testing: bool, expected: bool) -> None:
+    app = create_app(TESTING=testing)
+    assert app.config[Keys.ASYNC] is expected
+
+
+@pytest.mark.parametrize(
+    ("config", "key", "fix"),
+    [
+        ({"SECRET_KEY": None}, "SECRET_KEY", "secrets.token_hex"),
+        ({Keys.SENDER: "carrier-pigeon"}, Keys.SENDER, "'console'"),
+        ({Keys.SENDER: 42}, Keys.SENDER, "'smtp'"),
+        ({Keys.SENDER: "no.such.module.Sender"}, Keys.SENDER, "cannot be imported"),
+        ({Keys.SENDER: "json.dumps"}, Keys.SENDER, "not a class"),
+        ({Keys.SENDER: "builtins.object"}, Keys.SENDER, "accept the app"),
+        ({Keys.SENDER: "logging.Logger"}, Keys.SENDER, "Sender protocol"),
+        (
+            {Keys.SENDER: "smtp", Keys.MAIL_FROM: None},
+            Keys.MAIL_FROM,
+            "MAIL_DEFAULT_SENDER",
+        ),
+        ({Keys.EXTERNAL_URL: None}, Keys.EXTERNAL_URL, "https://example.com"),
+        ({Keys.EXTERNAL_URL: "example.com"}, Keys.EXTERNAL_URL, "absolute"),
+        ({Keys.EXTERNAL_URL: "https://x.test/?a=1"}, Keys.EXTERNAL_URL, "query"),
+        ({Keys.TOKEN_MAX_AGE: 0}, Keys.TOKEN_MAX_AGE, "positive"),
+        ({Keys.TOKEN_MAX_AGE: "1 day"}, Keys.TOKEN_MAX_AGE, "positive"),
+        ({Keys.URL_PREFIX: "confirm"}, Keys.URL_PREFIX, "starting with '/'"),
+        ({Keys.DASHBOARD_URL: "/"}, Keys.DASHBOARD_URL, "None"),
+        ({Keys.QUEUE: ""}, Keys.QUEUE, "non-empty"),
+    ],
+)
+def test_bad_config_names_key_and_fix(
+    config: dict[str, t.Any], key: str, fix: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        create_app(**config)
+    assert key in str(info.value)
+    assert fix in str(info.value)
+
+
+def test_mail_from_falls_back_to_flask_mail_default() -> None:
+    app = create_app(
+        **{Keys.MAIL_FROM: None, "MAIL_DEFAULT_SENDER": ("Ex", "ex@example.test")}
+    )
+    with app.app_context():
+        assert (
+            app.extensions["confirm"]._get_state().settings.mail_from
+            == "Ex <ex@example.test>"
+        )
+
+
+def test_ses_without_boto3_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # boto3 is installed here; hiding it from the import system is the only way
+    # to stage its absence in this process.
+    monkeypatch.setitem(sys.modules, "boto3", None)
+    with pytest.raises(
+        ConfigError, match=r"CONFIRM_SENDER = 'ses' needs boto3.*\[ses\]"
+    ):
+        create_app(**{Keys.SENDER: "ses"})
+
+
+def test_smtp_without_flask_mail_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As above: Flask-Mail is installed, so its absence is staged.
+    monkeypatch.setitem(sys.modules, "flask_mail", None)
+    with pytest.raises(ConfigError, match=r"needs Flask-Mail.*\[smtp\]"):
+        create_app(**{Keys.SENDER: "smtp"})
+
+
+def test_dashboard_without_rq_dashboard_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "rq_dashboard", None)
+    with pytest.raises(ConfigError, match=r"CONFIRM_DASHBOARD_URL.*= None"):
+        create_app()
+    assert "rq_dashboard" not in create_app(**{Keys.DASHBOARD_URL: None}).blueprints
+
+
+def _bare_app() -> tuple[Flask, SQLAlchemy]:
+    app = Flask(__name__)
+    app.config.update(BASE_CONFIG)
+    return app, SQLAlchemy(app)
+
+
+def test_missing_db_or_model_is_a_config_error() -> None:
+    app, _db = _bare_app()
+    with pytest.raises(ConfigError, match="user_model=User"):
+        Confirm().init_app(app)
+
+
+def test_model_without_mixin_is_a_config_error() -> None:
+    app, db = _bare_app()
+
+    class Plain(db.Model):  # type: ignore[name-defined,misc]
+        id = db.Column(db.Integer, primary_key=True)
+        email = db.Column(db.String(320))
+
+    with pytest.raises(ConfigError, match="ConfirmableMixin"):
+        Confirm().init_app(app, db=db, user_model=Plain)
+
+
+def test_model_without_email_is_a_config_error() -> None:
+    app, db = _bare_app()
+
+    class NoEmail(ConfirmableMixin, db.Model):  # type: ignore[name-defined,misc]
+        id = db.Column(db.Integer, primary_key=True)
+
+    with pytest.raises(ConfigError, match="'email'"):
+        Confirm().init_app(app, db=db, user_model=NoEmail)
+
+
+def test_second_init_app_is_refused() -> None:
+    app = create_app()
+    models = app.extensions["test_models"]
+    with pytest.raises(RuntimeError, match="already registered"):
+        Confirm().init_app(app, db=models["db"], user_model=models["User"])
+
+
+def test_one_instance_serves_two_apps() -> None:
+    confirm = Confirm()
+    apps = []
+    for prefix in ("/one", "/two"):
+        app, db = _bare_app()
+        app.config[Keys.URL_PREFIX] = prefix
+
+        class User(ConfirmableMixin, db.Model):  # type: ignore[name-defined,misc]
+            id = db.Column(db.Integer, primary_key=True)
+            email = db.Column(db.String(320))
+
+        confirm.init_app(app, db=db, user_model=User)
+        apps.append(app)
+    for app, prefix in zip(apps, ("/one", "/two"), strict=True):
+        with app.app_context():
+            assert confirm._get_state().settings.url_prefix == prefix
+        assert any(r.rule.startswith(f"{prefix}/") for r in app.url_map.iter_rules())
+
+
+def test_state_outside_registered_app_explains() -> None:
+    with Flask(__name__).app_context(), pytest.raises(RuntimeError, match="init_app"):
+        Confirm().queue  # noqa: B018

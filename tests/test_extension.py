@@ -1,0 +1,184 @@
+"""``Confirm``: send_confirmation, links, rendering, signals."""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import contextlib
+import logging
+import typing as t
+
+import pytest
+import redis
+from flask import Flask
+
+from conftest import AppFactory
+from flask_confirm import signals
+from flask_confirm.tasks import send_confirmation_job
+
+
+def models(app: Flask) -> dict[str, t.Any]:
+    return t.cast("dict[str, t.Any]", app.extensions["test_models"])
+
+
+def add_user(app: Flask, email: str = "ada@example.org") -> t.Any:
+    db, User = models(app)["db"], models(app)["User"]
+    user = User(email=email)
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+@contextlib.contextmanager
+def captured(signal: t.Any, app: Flask) -> cabc.Iterator[list[dict[str, t.Any]]]:
+    calls: list[dict[str, t.Any]] = []
+
+    def receiver(sender: Flask, **kwargs: t.Any) -> None:
+        # The user belongs to the job's session, which ends with the job: read
+        # what the test needs while the receiver runs, as a real receiver would.
+        calls.append({"sender": sender, "user_id": kwargs["user"].id, **kwargs})
+
+    with signal.connected_to(receiver, sender=app):
+        yield calls
+
+
+def test_inline_send_records_sends_and_signals(
+    make_app: AppFactory, database_url: str
+) -> None:
+    app = make_app(SQLALCHEMY_DATABASE_URI=database_url)
+    confirm = app.extensions["confirm"]
+    with app.app_context():
+        user = add_user(app)
+        with (
+            captured(signals.confirmation_requested, app) as requested,
+            captured(signals.confirmation_sent, app) as sent,
+        ):
+            job_id = confirm.send_confirmation(user)
+        assert job_id is not None and job_id.startswith("inline-")
+        (mail,) = confirm.sender.outbox
+        assert mail.to == "ada@example.org"
+        assert mail.sender == "no-reply@example.test"
+        assert mail.subject == "Confirm your email address"
+        assert user.confirmation_requested_at is not None
+        assert user.confirmation_sent_at is not None
+        assert not user.email_confirmed
+    assert requested[0]["sender"] is app and requested[0]["user_id"] == user.id
+    assert requested[0]["job_id"] == job_id
+    assert sent[0]["sender"] is app and sent[0]["message_id"] == "memory-1"
+
+
+def test_async_send_only_enqueues_the_user_id(
+    make_app: AppFactory, redis_client: redis.Redis
+) -> None:
+    app = make_app(CONFIRM_ASYNC=True)
+    confirm = app.extensions["confirm"]
+    with app.app_context():
+        user = add_user(app)
+        job_id = confirm.send_confirmation(user)
+        assert confirm.sender.outbox == []
+        assert user.confirmation_sent_at is None
+        assert user.confirmation_requested_at is not None
+        (job,) = confirm.queue.get_jobs()
+    assert job.id == job_id
+    assert job.args == (user.id,)
+    assert job.kwargs == {}
+    assert job.func_name == "flask_confirm.tasks.send_confirmation_job"
+    assert job.description == f"confirmation for user {user.id!r}"
+
+
+def test_redis_down_keeps_request_and_warns(
+    make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(CONFIRM_ASYNC=True, CONFIRM_REDIS_URL="redis://127.0.0.1:1/0")
+    with caplog.at_level(logging.WARNING, logger="flask_confirm"):
+        response = app.test_client().post(
+            "/register", data={"email": "ada@example.org"}
+        )
+    assert response.status_code == 201
+    assert response.json == {"id": 1, "job_id": None}
+    assert "Could not queue the confirmation for user 1" in caplog.text
+    with app.app_context():
+        user = models(app)["db"].session.get(models(app)["User"], 1)
+        assert user.confirmation_requested_at is not None
+        assert user.confirmation_sent_at is None
+
+
+def test_inline_failure_is_signalled_not_raised(
+    make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A real SMTP client against a port where nothing listens.
+    app = make_app(
+        CONFIRM_SENDER="smtp",
+        MAIL_SERVER="127.0.0.1",
+        MAIL_PORT=1,
+        MAIL_SUPPRESS_SEND=False,
+    )
+    with app.app_context():
+        user = add_user(app)
+        with captured(signals.confirmation_failed, app) as failed:
+            app.extensions["confirm"].send_confirmation(user)
+        assert user.confirmation_sent_at is None
+    (call,) = failed
+    assert call["user_id"] == user.id
+    assert isinstance(call["error"], ConnectionRefusedError)
+    assert "Inline confirmation for user 1 failed" in caplog.text
+
+
+@pytest.mark.parametrize("state", ["deleted", "confirmed"])
+def test_job_for_gone_or_confirmed_user_sends_nothing(app: Flask, state: str) -> None:
+    confirm = app.extensions["confirm"]
+    db = models(app)["db"]
+    with app.app_context():
+        user = add_user(app)
+        user_id = user.id
+        if state == "deleted":
+            db.session.delete(user)
+        else:
+            confirm.confirm_user(user)
+        db.session.commit()
+        assert send_confirmation_job(user_id) is None
+        assert confirm.sender.outbox == []
+
+
+def test_send_confirmation_needs_a_saved_user(app: Flask) -> None:
+    with app.app_context():
+        user = models(app)["User"](email="ada@example.org")
+        with pytest.raises(ValueError, match="commit"):
+            app.extensions["confirm"].send_confirmation(user)
+
+
+def test_link_is_built_on_external_url_with_path(make_app: AppFactory) -> None:
+    app = make_app(CONFIRM_EXTERNAL_URL="https://example.test/accounts/")
+    with app.app_context():
+        url = app.extensions["confirm"].confirm_url(add_user(app))
+    assert url.startswith("https://example.test/accounts/confirm/")
+
+
+def test_message_has_link_in_both_parts_and_expiry(make_app: AppFactory) -> None:
+    app = make_app(CONFIRM_TOKEN_MAX_AGE=7200, CONFIRM_SUBJECT="Welcome!")
+    confirm = app.extensions["confirm"]
+    with app.app_context():
+        user = add_user(app)
+        message = confirm.render_message(user)
+        token = message.text.split("/confirm/")[1].split()[0]
+        assert confirm.load_user(token).id == user.id
+    assert message.subject == "Welcome!"
+    assert f"/confirm/{token}" in message.html
+    assert "2 hours" in message.text and "2 hours" in message.html
+
+
+def test_templates_are_overridable(make_app: AppFactory, tmp_path: t.Any) -> None:
+    (tmp_path / "flask_confirm").mkdir()
+    (tmp_path / "flask_confirm" / "email.txt").write_text("Custom: {{ confirm_url }}")
+    app = make_app()
+    app.jinja_loader.searchpath.insert(0, str(tmp_path))  # type: ignore[union-attr]
+    with app.app_context():
+        message = app.extensions["confirm"].render_message(add_user(app))
+    assert message.text.startswith("Custom: https://app.example.test/confirm/")
+
+
+def test_find_user_ignores_case_and_space(app: Flask) -> None:
+    with app.app_context():
+        user = add_user(app, "Ada@Example.org")
+        confirm = app.extensions["confirm"]
+        assert confirm.find_user("  ada@EXAMPLE.org ").id == user.id
+        assert confirm.find_user("bob@example.org") is None
