@@ -7,6 +7,7 @@ import typing as t
 import click
 from flask import current_app
 from flask.cli import with_appcontext
+from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
 from rq import SimpleWorker
@@ -60,8 +61,11 @@ def worker_command(
     confirm: Confirm = app.extensions["confirm"]
     state = confirm._get_state(app)
     settings = state.settings
+    # The worker's own connection, without the web side's socket timeout:
+    # RQ blocks on it for minutes while it waits for jobs.
+    connection = Redis.from_url(settings.redis_url, socket_connect_timeout=5)
     try:
-        state.redis.ping()
+        connection.ping()
     except RedisError as e:
         url = _safe_url(settings.redis_url)
         raise click.ClickException(
@@ -72,10 +76,10 @@ def worker_command(
     worker_class = Worker if fork else SimpleWorker
     worker = worker_class(
         [
-            Queue(name, connection=state.redis, job_class=state.job_class)
+            Queue(name, connection=connection, job_class=state.job_class)
             for name in (queues or (settings.queue,))
         ],
-        connection=state.redis,
+        connection=connection,
         job_class=state.job_class,
     )
     click.echo(

@@ -132,8 +132,13 @@ class Confirm:
             *(app.config.get("SECRET_KEY_FALLBACKS") or ()),
             t.cast("str | bytes", app.secret_key),
         ]
+        # Bounded timeouts: a Redis that is down or hangs must cost a request
+        # seconds at most, not the whole request.
         redis = Redis.from_url(
-            settings.redis_url, socket_connect_timeout=2, health_check_interval=30
+            settings.redis_url,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            health_check_interval=30,
         )
         job_class = make_job_class(app)
         state = _State(

@@ -129,6 +129,9 @@ class SMTPSender:
         if "mail" not in app.extensions:
             flask_mail.Mail(app)
         self._connection: t.Any = None
+        # One connection is shared by whoever sends from this process: a
+        # threaded web server sending inline must not interleave two sessions.
+        self._lock = threading.RLock()
 
     def _open(self) -> t.Any:
         from flask import current_app
@@ -138,7 +141,6 @@ class SMTPSender:
         return connection
 
     def send(self, message: EmailMessage) -> str | None:
-        import smtplib
 
         mail_message = self._flask_mail.Message(
             subject=message.subject,
@@ -147,6 +149,12 @@ class SMTPSender:
             html=message.html,
             sender=message.sender,
         )
+        with self._lock:
+            return self._send(mail_message)
+
+    def _send(self, mail_message: t.Any) -> str:
+        import smtplib
+
         reused = self._connection is not None
         try:
             try:
@@ -172,7 +180,8 @@ class SMTPSender:
         return str(mail_message.msgId)
 
     def close(self) -> None:
-        connection, self._connection = self._connection, None
+        with self._lock:
+            connection, self._connection = self._connection, None
         host: smtplib.SMTP | None = getattr(connection, "host", None)
         if host is not None:
             try:
