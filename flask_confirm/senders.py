@@ -141,7 +141,6 @@ class SMTPSender:
         return connection
 
     def send(self, message: EmailMessage) -> str | None:
-
         mail_message = self._flask_mail.Message(
             subject=message.subject,
             recipients=[message.to],
