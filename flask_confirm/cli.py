@@ -1,7 +1,9 @@
-"""The ``flask confirm-worker`` command."""
+"""The ``flask confirm-worker`` command and the ``flask confirm`` group."""
 
 from __future__ import annotations
 
+import logging
+import threading
 import typing as t
 
 import click
@@ -14,7 +16,11 @@ from rq import SimpleWorker
 from rq import Worker
 
 if t.TYPE_CHECKING:
+    from flask import Flask
+
     from .extension import Confirm
+
+logger = logging.getLogger("flask_confirm")
 
 
 @click.command("confirm-worker")
@@ -73,6 +79,15 @@ def worker_command(
             " point CONFIRM_REDIS_URL at it."
         ) from e
 
+    sweeper = None
+    if with_scheduler:
+        # Pending confirmations left by a Redis outage or a dead worker are
+        # queued again by every such worker: once now, then periodically, the
+        # sweep's lock letting one worker do it per period.
+        confirm.sweep(hold_lock=settings.sweep_interval)
+        sweeper = _PeriodicSweep(app, confirm, settings.sweep_interval)
+        sweeper.start()
+
     worker_class = Worker if fork else SimpleWorker
     worker = worker_class(
         [
@@ -95,7 +110,87 @@ def worker_command(
             logging_level=log_level.upper(),
         )
     finally:
+        if sweeper is not None:
+            sweeper.stop()
         state.sender.close()
+
+
+class _PeriodicSweep(threading.Thread):
+    """Runs :meth:`.Confirm.sweep` every ``interval`` seconds. Internal."""
+
+    def __init__(self, app: Flask, confirm: Confirm, interval: int) -> None:
+        super().__init__(name="flask-confirm-sweep", daemon=True)
+        self._app, self._confirm, self._interval = app, confirm, interval
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopped.wait(self._interval):
+            try:
+                with self._app.app_context():
+                    self._confirm.sweep(hold_lock=self._interval)
+            except Exception:
+                logger.exception("Periodic sweep failed; trying again next period.")
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
+@click.group("confirm")
+def confirm_group() -> None:
+    """Operate on email confirmations."""
+
+
+@confirm_group.command("sweep")
+@click.option(
+    "--older-than",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Only requests at least this many seconds old."
+    " Default: CONFIRM_SWEEP_AFTER; 0 for every pending one.",
+)
+@with_appcontext
+def sweep_command(older_than: int | None) -> None:
+    """Queue again every confirmation requested but not sent. Cron-friendly:
+    safe to run on many hosts at once."""
+    count = _confirm().sweep(older_than)
+    click.echo(f"Queued {count} pending confirmation(s).")
+
+
+@confirm_group.command("status")
+@with_appcontext
+def status_command() -> None:
+    """Count confirmations by state."""
+    status = _confirm().status()
+    for name in ("requested", "sent", "failed", "confirmed"):
+        click.echo(f"{name:<15}{status[name]}")
+    oldest = status["oldest_pending"]
+    age = f"{int(oldest.total_seconds())}s" if oldest is not None else "-"
+    click.echo(f"{'oldest pending':<15}{age}")
+
+
+@confirm_group.command("failed")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@with_appcontext
+def failed_command(limit: int) -> None:
+    """List confirmations that failed for good, with the reason."""
+    users = _confirm().failed(limit)
+    for user in users:
+        failed_at = user.confirmation_failed_at.isoformat(timespec="seconds")
+        click.echo(f"{user.email}\t{failed_at}\t{user.confirmation_error}")
+    if not users:
+        click.echo("No failed confirmations.")
+
+
+@confirm_group.command("retry-failed")
+@with_appcontext
+def retry_failed_command() -> None:
+    """Request and queue again every confirmation that failed for good."""
+    count = _confirm().retry_failed()
+    click.echo(f"Queued {count} failed confirmation(s) again.")
+
+
+def _confirm() -> Confirm:
+    return t.cast("Confirm", current_app.extensions["confirm"])
 
 
 def _safe_url(url: str) -> str:

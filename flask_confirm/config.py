@@ -35,6 +35,10 @@ class Keys:
     SES_REGION = "CONFIRM_SES_REGION"
     DASHBOARD_URL = "CONFIRM_DASHBOARD_URL"
     JOB_TIMEOUT = "CONFIRM_JOB_TIMEOUT"
+    SWEEP_AFTER = "CONFIRM_SWEEP_AFTER"
+    SWEEP_INTERVAL = "CONFIRM_SWEEP_INTERVAL"
+    RETRIES = "CONFIRM_RETRIES"
+    RETRY_INTERVALS = "CONFIRM_RETRY_INTERVALS"
 
 
 #: Defaults put into ``app.config`` with ``setdefault``. ``CONFIRM_ASYNC`` and
@@ -52,6 +56,10 @@ DEFAULTS: dict[str, t.Any] = {
     Keys.SES_REGION: None,
     Keys.DASHBOARD_URL: "/rq",
     Keys.JOB_TIMEOUT: 60,
+    Keys.SWEEP_AFTER: 300,
+    Keys.SWEEP_INTERVAL: 60,
+    Keys.RETRIES: 5,
+    Keys.RETRY_INTERVALS: (10, 60, 300, 900, 3600),
 }
 
 #: The senders that can be named by a short name in ``CONFIRM_SENDER``.
@@ -79,6 +87,10 @@ class Settings:
     ses_region: str | None
     dashboard_url: str | None
     job_timeout: int
+    sweep_after: int
+    sweep_interval: int
+    retries: int
+    retry_intervals: tuple[int, ...]
 
 
 def load(app: Flask) -> Settings:
@@ -136,6 +148,10 @@ def load(app: Flask) -> Settings:
         ses_region=config[Keys.SES_REGION] or None,
         dashboard_url=_dashboard_url(config[Keys.DASHBOARD_URL]),
         job_timeout=_require_positive_int(config, Keys.JOB_TIMEOUT),
+        sweep_after=_require_int(config, Keys.SWEEP_AFTER, minimum=0),
+        sweep_interval=_require_positive_int(config, Keys.SWEEP_INTERVAL),
+        retries=_require_int(config, Keys.RETRIES, minimum=0),
+        retry_intervals=_retry_intervals(config[Keys.RETRY_INTERVALS]),
     )
 
 
@@ -153,6 +169,29 @@ def _require_positive_int(config: t.Mapping[str, t.Any], key: str) -> int:
             f"{key} must be a positive whole number of seconds, not {value!r}."
         )
     return value
+
+
+def _require_int(config: t.Mapping[str, t.Any], key: str, minimum: int) -> int:
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{key} must be a whole number >= {minimum}, not {value!r}.")
+    return value
+
+
+def _retry_intervals(value: t.Any) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if (
+        not isinstance(value, (list, tuple))
+        or not value
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        or any(v < 0 for v in value)
+    ):
+        raise ConfigError(
+            f"{Keys.RETRY_INTERVALS} must be a non-empty list of seconds >= 0, such"
+            f" as [10, 60, 300, 900, 3600] ([0] retries at once); got {value!r}."
+        )
+    return tuple(value)
 
 
 def _external_url(value: t.Any) -> str:

@@ -15,13 +15,19 @@ from flask import render_template
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
+from rq import Retry
+from sqlalchemy import func
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import signals
 from .config import load
 from .config import Settings
 from .errors import ConfigError
 from .errors import TokenInvalid
+from .models import as_utc
+from .models import state_filters
 from .models import utcnow
 from .senders import EmailMessage
 from .senders import make_sender
@@ -37,6 +43,7 @@ if t.TYPE_CHECKING:
 
     from .models import ConfirmableMixin
     from .senders import Sender
+    from .tokens import UserId
 
 logger = logging.getLogger("flask_confirm")
 
@@ -154,11 +161,13 @@ class Confirm:
         self._states[app] = state
         app.extensions["confirm"] = self
 
+        from .cli import confirm_group
         from .cli import worker_command
         from .views import create_blueprint
 
         app.register_blueprint(create_blueprint(settings))
         app.cli.add_command(worker_command)
+        app.cli.add_command(confirm_group)
         if settings.dashboard_url is not None:
             from .dashboard import mount_dashboard
 
@@ -204,40 +213,40 @@ class Confirm:
         return func
 
     def send_confirmation(self, user: ConfirmableMixin) -> str | None:
-        """Ask for a confirmation link to be mailed to ``user``.
+        """Ask for a confirmation link to be mailed to ``user``, durably.
 
-        Call it after the user is committed. It records the request on the user
-        (``confirmation_requested_at``, committed here) and enqueues a job that
-        carries only the user's id; the mail is rendered and sent by the worker,
-        so the request never waits for the mail provider.
+        Records the request on the user (``confirmation_requested_at``) and
+        **commits the session**, then enqueues a job that carries only the
+        user's id. Call it in place of your own commit, so that a new user and
+        the request for their confirmation land in the same transaction, or
+        after it. The job is enqueued only once the row is committed, and the
+        mail is rendered and sent by the worker: the request never waits for
+        the mail provider.
 
-        If Redis cannot be reached, the request stays recorded, a warning is
-        logged and ``None`` is returned: the caller's request still succeeds.
-        With :data:`CONFIRM_ASYNC` false the job runs here, at once, and a
-        failure to send is logged and signalled rather than raised.
+        The database, not Redis, holds the request: if Redis cannot be reached
+        a warning is logged, ``None`` is returned and the caller's request still
+        succeeds; :meth:`sweep` (``flask confirm sweep``, or a worker run
+        ``--with-scheduler``) enqueues it again later. With
+        :data:`CONFIRM_ASYNC` false the job runs here, at once, and a failure
+        to send is logged and signalled rather than raised.
 
         :return: the job id, or ``None`` if the job could not be queued.
         """
         state = self._get_state()
         app = current_app._get_current_object()  # type: ignore[attr-defined]
-        user_id = _primary_key(state, user)
         user.confirmation_requested_at = utcnow()
+        state.db.session.add(user)
         state.db.session.commit()
+        user_id = _primary_key(state, user)
 
         job_id: str | None
         if state.settings.is_async:
             try:
-                job = state.queue.enqueue_call(
-                    send_confirmation_job,
-                    args=(user_id,),
-                    description=f"confirmation for user {user_id!r}",
-                    timeout=state.settings.job_timeout,
-                )
-                job_id = job.id
+                job_id = self._enqueue(state, [user_id])[0]
             except RedisError as e:
                 logger.warning(
                     "Could not queue the confirmation for user %r (%s: %s); the"
-                    " request is recorded and can be sent again later.",
+                    " request is recorded and the sweeper will queue it again.",
                     user_id,
                     type(e).__name__,
                     e,
@@ -253,6 +262,130 @@ class Confirm:
         signals.confirmation_requested.send(app, user=user, job_id=job_id)
         return job_id
 
+    def _enqueue(self, state: _State, user_ids: t.Sequence[UserId]) -> list[str]:
+        """Queue one send job per id, in one round trip. Internal."""
+        settings = state.settings
+        retry = (
+            Retry(max=settings.retries, interval=list(settings.retry_intervals))
+            if settings.retries
+            else None
+        )
+        with state.redis.pipeline() as pipe:
+            jobs = [
+                state.queue.enqueue_call(
+                    send_confirmation_job,
+                    args=(user_id,),
+                    description=f"confirmation for user {user_id!r}",
+                    timeout=settings.job_timeout,
+                    retry=retry,
+                    pipeline=pipe,
+                )
+                for user_id in user_ids
+            ]
+            pipe.execute()
+        return [job.id for job in jobs]
+
+    def sweep(self, older_than: int | None = None, *, hold_lock: int = 0) -> int:
+        """Queue again every confirmation requested but not yet sent.
+
+        This is what makes a request survive Redis being down when it was made,
+        a worker killed in the middle of a job, or retries running out: the
+        database remembers what is owed. Confirmations that failed for good
+        are left alone (see :meth:`retry_failed`).
+
+        Safe to run from many processes at once: a lock in Redis lets one
+        sweep run at a time, and a job queued twice sends once.
+
+        :param older_than: only confirmations requested at least this many
+            seconds ago (default :data:`CONFIRM_SWEEP_AFTER`; 0 means all),
+            which leaves the ones whose first job is still on its way.
+        :param hold_lock: keep the lock this many seconds after the sweep, so
+            that periodic sweeps on many workers run once per period.
+        :return: how many jobs were queued; 0 if another sweep holds the lock.
+        """
+        state = self._get_state()
+        settings = state.settings
+        if older_than is None:
+            older_than = settings.sweep_after
+        lock_key = f"flask-confirm:sweep:{settings.queue}"
+        token = uuid.uuid4().hex
+        if not state.redis.set(lock_key, token, nx=True, ex=max(hold_lock, 300)):
+            return 0
+        try:
+            model = state.user_model
+            cutoff = utcnow() - dt.timedelta(seconds=older_than)
+            query = (
+                select(sa_inspect(model).primary_key[0])
+                .where(state_filters(model)["requested"])
+                .where(model.confirmation_requested_at <= cutoff)
+            )
+            user_ids = list(state.db.session.scalars(query))
+            state.db.session.rollback()
+            for start in range(0, len(user_ids), 1000):
+                self._enqueue(state, user_ids[start : start + 1000])
+            if user_ids:
+                logger.info("Sweep queued %d pending confirmation(s).", len(user_ids))
+            return len(user_ids)
+        finally:
+            if hold_lock:
+                state.redis.expire(lock_key, hold_lock)
+            else:
+                _delete_if_equal(state.redis, lock_key, token)
+
+    def status(self) -> dict[str, t.Any]:
+        """Count users by :attr:`~.ConfirmableMixin.confirmation_state`.
+
+        :return: ``{"requested": n, "sent": n, "failed": n, "confirmed": n,
+            "oldest_pending": timedelta | None}``, where ``oldest_pending`` is
+            the age of the oldest request not yet accepted by the provider.
+        """
+        state = self._get_state()
+        model = state.user_model
+        session = state.db.session
+        filters = state_filters(model)
+        counts: dict[str, t.Any] = {
+            name: session.scalar(select(func.count()).select_from(model).where(cond))
+            for name, cond in filters.items()
+        }
+        oldest = session.scalar(
+            select(func.min(model.confirmation_requested_at)).where(
+                filters["requested"]
+            )
+        )
+        counts["oldest_pending"] = utcnow() - as_utc(oldest) if oldest else None
+        session.rollback()
+        return counts
+
+    def failed(self, limit: int | None = None) -> list[t.Any]:
+        """The users whose confirmation failed for good, most recent first;
+        ``confirmation_error`` says why."""
+        state = self._get_state()
+        model = state.user_model
+        query = (
+            select(model)
+            .where(state_filters(model)["failed"])
+            .order_by(model.confirmation_failed_at.desc())
+            .limit(limit)
+        )
+        return list(state.db.session.scalars(query))
+
+    def retry_failed(self) -> int:
+        """Request again every confirmation that failed for good (after the
+        cause is fixed, say), and queue them.
+
+        :return: how many were queued again.
+        """
+        state = self._get_state()
+        users = self.failed()
+        now = utcnow()
+        for user in users:
+            user.confirmation_requested_at = now
+        state.db.session.commit()
+        user_ids = [_primary_key(state, user) for user in users]
+        for start in range(0, len(user_ids), 1000):
+            self._enqueue(state, user_ids[start : start + 1000])
+        return len(user_ids)
+
     def make_token(self, user: ConfirmableMixin) -> str:
         """Return a new confirmation token for ``user``'s current address."""
         state = self._get_state()
@@ -267,8 +400,15 @@ class Confirm:
         """
         state = self._get_state()
         user_id, digest = state.serializer.loads(token)
-        user = state.db.session.get(state.user_model, user_id)
-        if user is None or address_digest(_email(user)) != digest:
+        try:
+            user = state.db.session.get(state.user_model, user_id)
+        except (SQLAlchemyError, OverflowError, ValueError, TypeError) as e:
+            # A signed id the primary key's type cannot hold (a token of a
+            # different app sharing the key, say) is as good as no user.
+            state.db.session.rollback()
+            raise TokenInvalid("The token's user id cannot be looked up.") from e
+        email = getattr(user, "email", None)
+        if not isinstance(email, str) or not email or address_digest(email) != digest:
             raise TokenInvalid("The token's user or address is no longer current.")
         return user
 
@@ -327,13 +467,25 @@ class Confirm:
     def find_user(self, email: str) -> t.Any:
         """Return the user with address ``email`` (compared without regard to
         case or surrounding space), or ``None``."""
-        from sqlalchemy import func
-        from sqlalchemy import select
-
         state = self._get_state()
         model = state.user_model
-        query = select(model).where(func.lower(model.email) == email.strip().lower())
+        # Lowered by the database on both sides: SQLite's lower() folds ASCII
+        # only, and must fold the typed address the same way as the stored one.
+        query = select(model).where(
+            func.lower(model.email) == func.lower(email.strip())
+        )
         return state.db.session.scalars(query.limit(1)).first()
+
+
+def _delete_if_equal(redis: Redis, key: str, value: str) -> None:
+    # Release only our own lock: it may have expired and been taken by another.
+    redis.eval(
+        "if redis.call('get', KEYS[1]) == ARGV[1] then"
+        " return redis.call('del', KEYS[1]) else return 0 end",
+        1,
+        key,
+        value,
+    )
 
 
 def _duration_words(seconds: int) -> str:

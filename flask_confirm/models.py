@@ -3,10 +3,43 @@
 from __future__ import annotations
 
 import datetime as dt
+import typing as t
 
+from sqlalchemy import and_
 from sqlalchemy import DateTime
+from sqlalchemy import not_
+from sqlalchemy import or_
+from sqlalchemy import String
+from sqlalchemy import TypeDecorator
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
+
+if t.TYPE_CHECKING:
+    from sqlalchemy import ColumnElement
+    from sqlalchemy.engine import Dialect
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware ``DateTime`` that reads back aware on every database.
+
+    SQLite keeps no time zone; the times we store are UTC, so a naive value
+    read back is UTC. Values written are converted to UTC first.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(dt.timezone.utc)
+        return value
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        return None if value is None else as_utc(value)
 
 
 class ConfirmableMixin:
@@ -27,15 +60,25 @@ class ConfirmableMixin:
 
     #: When the address was confirmed; ``None`` while it is not.
     email_confirmed_at: Mapped[dt.datetime | None] = mapped_column(
-        DateTime(timezone=True), default=None, nullable=True
+        UTCDateTime(), default=None, nullable=True
     )
     #: When :meth:`.Confirm.send_confirmation` last asked for a link to be sent.
     confirmation_requested_at: Mapped[dt.datetime | None] = mapped_column(
-        DateTime(timezone=True), default=None, nullable=True
+        UTCDateTime(), default=None, nullable=True
     )
     #: When the mail provider last accepted a confirmation mail for this user.
     confirmation_sent_at: Mapped[dt.datetime | None] = mapped_column(
-        DateTime(timezone=True), default=None, nullable=True
+        UTCDateTime(), default=None, nullable=True
+    )
+    #: When sending last failed for good (the provider refused the recipient or
+    #: the message). A confirmation failed after its last request is left
+    #: alone by the sweeper until it is requested again.
+    confirmation_failed_at: Mapped[dt.datetime | None] = mapped_column(
+        UTCDateTime(), default=None, nullable=True
+    )
+    #: Why the last attempt failed (the provider's reply), or ``None``.
+    confirmation_error: Mapped[str | None] = mapped_column(
+        String(500), default=None, nullable=True
     )
 
     @property
@@ -44,7 +87,51 @@ class ConfirmableMixin:
         through a link, or set :attr:`email_confirmed_at` yourself."""
         return self.email_confirmed_at is not None
 
+    @property
+    def confirmation_state(self) -> str:
+        """One of ``"confirmed"``, ``"failed"``, ``"requested"`` (a link is
+        owed and not yet accepted by the provider), ``"sent"`` (awaiting the
+        click) or ``"none"`` (never requested)."""
+        if self.email_confirmed_at is not None:
+            return "confirmed"
+        if self.confirmation_requested_at is None:
+            return "none"
+        requested = as_utc(self.confirmation_requested_at)
+        failed, sent = self.confirmation_failed_at, self.confirmation_sent_at
+        if failed is not None and as_utc(failed) >= requested:
+            return "failed"
+        if sent is not None and as_utc(sent) >= requested:
+            return "sent"
+        return "requested"
+
 
 def utcnow() -> dt.datetime:
     """The current time, timezone-aware in UTC. Internal."""
     return dt.datetime.now(dt.timezone.utc)
+
+
+def state_filters(model: type[t.Any]) -> dict[str, ColumnElement[bool]]:
+    """SQL conditions matching :attr:`ConfirmableMixin.confirmation_state`,
+    for counting and sweeping without loading rows. Internal."""
+    requested = model.confirmation_requested_at
+    sent, failed = model.confirmation_sent_at, model.confirmation_failed_at
+    unconfirmed = model.email_confirmed_at.is_(None)
+    is_failed = and_(failed.is_not(None), failed >= requested)
+    is_sent = and_(sent.is_not(None), sent >= requested)
+    return {
+        "confirmed": model.email_confirmed_at.is_not(None),
+        "failed": and_(unconfirmed, requested.is_not(None), is_failed),
+        "sent": and_(unconfirmed, requested.is_not(None), is_sent, not_(is_failed)),
+        "requested": and_(
+            unconfirmed,
+            requested.is_not(None),
+            or_(sent.is_(None), sent < requested),
+            or_(failed.is_(None), failed < requested),
+        ),
+    }
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """``value`` with its time zone: SQLite returns the UTC times we store
+    without one. Internal."""
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)

@@ -103,12 +103,16 @@ def create_blueprint(settings: Settings) -> Blueprint:
 
 def validate_email(email: str) -> str | None:
     """Return why ``email`` is not an address worth looking up, or ``None``."""
+    if any(c in email for c in "\r\n\0"):
+        # Checked before stripping: line breaks are never part of an address,
+        # and a header-injection attempt deserves a 400, not a quiet trim.
+        return "That does not look like an email address."
     email = email.strip()
     if not email:
         return "Please enter your email address."
     if len(email) > MAX_EMAIL_LENGTH:
         return "That email address is too long."
-    if any(c in email for c in "\r\n\0") or email.count("@") != 1:
+    if email.count("@") != 1:
         return "That does not look like an email address."
     local, domain = email.split("@")
     if not local or not domain or "." not in domain.strip("."):

@@ -56,10 +56,68 @@ def wait_for(predicate: t.Callable[[], bool], timeout: float, what: str) -> None
 # -- Redis --------------------------------------------------------------------
 
 
+class RedisProcess:
+    """A private redis-server on a free port, which a test may stop and start
+    again on the same port without harming anything else on the machine."""
+
+    def __init__(self, workdir: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed; the tests need it.")
+        self.binary, self.workdir, self.port = binary, workdir, free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url)
+
+        def ready() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.ConnectionError:
+                return False
+
+        try:
+            wait_for(ready, 10, f"redis-server on port {self.port}")
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture()
+def private_redis(tmp_path: Path) -> cabc.Iterator[RedisProcess]:
+    """A redis-server of this test's own, to stop and start at will."""
+    server = RedisProcess(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> cabc.Iterator[str]:
-    """A private redis-server on a free port, so tests may flush or stop it
-    without touching anything else on the machine."""
+    """A private redis-server on a free port, so tests may flush it without
+    touching anything else on the machine."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed; the tests need it.")
@@ -146,6 +204,37 @@ class SMTPSink:
         return "250 Message accepted for delivery"
 
 
+class FlakySink(SMTPSink):
+    """Answers the first ``failures`` deliveries with ``reply`` (421 and 451
+    are "try again later", 550 "no such user"), then accepts; optionally
+    stalls each RCPT for ``delay`` seconds, before any mail is accepted."""
+
+    def __init__(
+        self, failures: int = 0, reply: str = "421 4.3.2 Try later", delay: float = 0
+    ) -> None:
+        super().__init__()
+        self.failures, self.reply, self.delay = failures, reply, delay
+        self.attempts = 0
+
+    async def handle_RCPT(
+        self,
+        server: t.Any,
+        session: t.Any,
+        envelope: t.Any,
+        address: str,
+        options: t.Any,
+    ) -> str:
+        import asyncio
+
+        self.attempts += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.attempts <= self.failures:
+            return self.reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
 @dataclasses.dataclass
 class SMTPServer:
     host: str
@@ -175,6 +264,22 @@ def smtp_controller() -> cabc.Iterator[Controller]:
     controller.start()
     yield controller
     controller.stop()
+
+
+@pytest.fixture()
+def make_smtp_server() -> cabc.Iterator[t.Callable[[SMTPSink], SMTPServer]]:
+    """Start an SMTP server with a handler of the test's own."""
+    controllers: list[Controller] = []
+
+    def make(sink: SMTPSink) -> SMTPServer:
+        controller = Controller(sink, hostname="127.0.0.1", port=free_port())
+        controller.start()
+        controllers.append(controller)
+        return SMTPServer(controller.hostname, controller.port, sink)
+
+    yield make
+    for controller in controllers:
+        controller.stop()
 
 
 @pytest.fixture()
@@ -326,38 +431,79 @@ def client(app: Flask) -> FlaskClient:
 # -- Workers ------------------------------------------------------------------
 
 
+def _worker_env(config: dict[str, t.Any]) -> dict[str, str]:
+    env = {
+        **os.environ,
+        CONFIG_ENV: json.dumps(config),
+        "PYTHONPATH": os.pathsep.join(
+            [str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
+    env.pop("FLASK_APP", None)
+    return env
+
+
+FLASK = [sys.executable, "-m", "flask", "--app", "testapp:create_app()"]
+
+
 @pytest.fixture()
-def run_worker(
+def start_worker(
+    app_config: dict[str, t.Any], tmp_path: Path
+) -> cabc.Iterator[t.Callable[..., subprocess.Popen[str]]]:
+    """Start ``flask confirm-worker`` in the background; its output goes to a
+    file in tmp_path. Workers still running at the end are killed."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(*args: str, **config: t.Any) -> subprocess.Popen[str]:
+        log_path = tmp_path / f"worker-{len(procs)}.log"
+        with log_path.open("w") as log:  # the child keeps its own descriptor
+            proc = subprocess.Popen(
+                [*FLASK, "confirm-worker", *args],
+                env=_worker_env({**app_config, **config}),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+                cwd=TESTS_DIR,
+            )
+        proc.log_path = str(log_path)  # type: ignore[attr-defined]
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+
+
+@pytest.fixture()
+def run_flask(
     app_config: dict[str, t.Any],
 ) -> t.Callable[..., subprocess.CompletedProcess[str]]:
-    """Run ``flask confirm-worker`` in a real subprocess, with the test's config."""
+    """Run ``flask <args>`` for the test app in a subprocess."""
 
     def run(
         *args: str, timeout: float = 60, **config: t.Any
     ) -> subprocess.CompletedProcess[str]:
-        env = {
-            **os.environ,
-            CONFIG_ENV: json.dumps({**app_config, **config}),
-            "PYTHONPATH": os.pathsep.join(
-                [str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]
-            ),
-        }
-        env.pop("FLASK_APP", None)
         return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "flask",
-                "--app",
-                "testapp:create_app()",
-                "confirm-worker",
-                *args,
-            ],
-            env=env,
+            [*FLASK, *args],
+            env=_worker_env({**app_config, **config}),
             capture_output=True,
             text=True,
             timeout=timeout,
             cwd=TESTS_DIR,
         )
+
+    return run
+
+
+@pytest.fixture()
+def run_worker(
+    run_flask: t.Callable[..., subprocess.CompletedProcess[str]],
+) -> t.Callable[..., subprocess.CompletedProcess[str]]:
+    """Run ``flask confirm-worker`` in a real subprocess, with the test's config."""
+
+    def run(*args: str, **kwargs: t.Any) -> subprocess.CompletedProcess[str]:
+        return run_flask("confirm-worker", *args, **kwargs)
 
     return run

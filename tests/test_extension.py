@@ -9,6 +9,7 @@ import typing as t
 
 import pytest
 import redis
+import sqlalchemy as sa
 from flask import Flask
 
 from conftest import AppFactory
@@ -139,11 +140,32 @@ def test_job_for_gone_or_confirmed_user_sends_nothing(app: Flask, state: str) ->
         assert confirm.sender.outbox == []
 
 
-def test_send_confirmation_needs_a_saved_user(app: Flask) -> None:
+def test_new_user_and_request_commit_together(app: Flask) -> None:
+    db, User = models(app)["db"], models(app)["User"]
     with app.app_context():
-        user = models(app)["User"](email="ada@example.org")
-        with pytest.raises(ValueError, match="commit"):
-            app.extensions["confirm"].send_confirmation(user)
+        user = User(email="ada@example.org")
+        db.session.add(user)
+        app.extensions["confirm"].send_confirmation(user)  # commits both
+        db.session.rollback()  # nothing left uncommitted to lose
+        stored = db.session.get(User, user.id)
+        assert stored.confirmation_requested_at is not None
+        assert stored.confirmation_state == "sent"
+
+
+def test_failed_commit_enqueues_nothing(
+    make_app: AppFactory, redis_client: redis.Redis
+) -> None:
+    app = make_app(CONFIRM_ASYNC=True)
+    db, User = models(app)["db"], models(app)["User"]
+    confirm = app.extensions["confirm"]
+    with app.app_context():
+        add_user(app)
+        duplicate = User(email="ada@example.org")
+        db.session.add(duplicate)
+        with pytest.raises(sa.exc.IntegrityError):
+            confirm.send_confirmation(duplicate)
+        db.session.rollback()
+        assert len(confirm.queue) == 0
 
 
 def test_link_is_built_on_external_url_with_path(make_app: AppFactory) -> None:

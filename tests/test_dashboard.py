@@ -1,0 +1,394 @@
+"""The RQ dashboard, mounted at ``CONFIRM_DASHBOARD_URL`` behind
+``Confirm.dashboard_auth``, against the test's real Redis."""
+
+from __future__ import annotations
+
+import json
+import typing as t
+
+import pytest
+from flask import abort
+from flask import Flask
+from flask import request
+from flask_sqlalchemy import SQLAlchemy
+from rq.job import Job
+from werkzeug.datastructures import WWWAuthenticate
+
+from flask_confirm import Confirm
+from flask_confirm import ConfirmableMixin
+from flask_confirm.tokens import address_digest
+from testapp import BASE_CONFIG
+
+if t.TYPE_CHECKING:
+    import collections.abc as cabc
+
+    import redis
+    from flask.testing import FlaskClient
+
+    from conftest import AppFactory
+
+EMAIL = "ada@example.org"
+
+#: Dashboard URLs (relative to its mount point) of every kind: pages, JSON
+#: data, static files.
+READ_URLS = [
+    "/",
+    "/0/view/workers",
+    "/0/view/jobs",
+    "/0/data/queues.json",
+    "/0/data/workers.json",
+    "/0/data/jobs/confirm/queued/8/asc/1.json",
+    "/static/css/main.css",
+    "/static/js/jquery-3.5.1.min.js",
+    "/favicon.ico",
+]
+
+
+def confirm_of(app: Flask) -> Confirm:
+    return t.cast("Confirm", app.extensions["confirm"])
+
+
+def register(client: FlaskClient, email: str = EMAIL) -> dict[str, t.Any]:
+    response = client.post("/register", data={"email": email})
+    assert response.status_code == 201, response.data
+    assert response.json is not None
+    return t.cast("dict[str, t.Any]", response.json)
+
+
+def queues_json(
+    client: FlaskClient, prefix: str = "/rq"
+) -> dict[str, dict[str, t.Any]]:
+    response = client.get(f"{prefix}/0/data/queues.json")
+    assert response.status_code == 200, response.status
+    assert response.json is not None
+    return {q["name"]: q for q in response.json["queues"]}
+
+
+@pytest.fixture()
+def async_app(make_app: AppFactory) -> Flask:
+    """An app that queues its jobs in Redis (nothing works them off)."""
+    return make_app(CONFIRM_ASYNC=True)
+
+
+# -- closed by default ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", READ_URLS)
+def test_closed_without_dashboard_auth(async_app: Flask, path: str) -> None:
+    client = async_app.test_client()
+    register(client)
+    for method in ("HEAD", "OPTIONS"):
+        assert client.open(f"/rq{path}", method=method).status_code == 403
+    response = client.get(f"/rq{path}")
+    assert response.status_code == 403
+    body = response.get_data(as_text=True)
+    assert "confirm.dashboard_auth" in body  # says how to open it
+    assert "queued" not in body and EMAIL not in body
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/queue/confirm/queued/empty",
+        "/queue/confirm/compact",
+        "/requeue/confirm",
+    ],
+)
+def test_closed_for_actions_without_dashboard_auth(
+    async_app: Flask, redis_client: redis.Redis, path: str
+) -> None:
+    client = async_app.test_client()
+    job_id = register(client)["job_id"]
+    assert client.post(f"/rq{path}").status_code == 403
+    assert client.options(f"/rq{path}").status_code == 403
+    assert client.post(f"/rq/job/{job_id}/delete").status_code == 403
+    with async_app.app_context():
+        assert confirm_of(async_app).queue.job_ids == [job_id]
+    assert Job.exists(job_id, connection=redis_client)
+
+
+def test_dashboard_auth_false_is_denied(async_app: Flask) -> None:
+    calls: list[str] = []
+
+    @confirm_of(async_app).dashboard_auth
+    def deny() -> bool:
+        calls.append(request.path)
+        return False
+
+    client = async_app.test_client()
+    job_id = register(client)["job_id"]
+    for path in READ_URLS:
+        response = client.get(f"/rq{path}")
+        assert response.status_code == 403, path
+        assert "confirm.dashboard_auth" not in response.get_data(as_text=True)
+    assert client.post(f"/rq/job/{job_id}/delete").status_code == 403
+    assert calls == [f"/rq{p}" for p in READ_URLS] + [f"/rq/job/{job_id}/delete"]
+    with async_app.app_context():
+        assert confirm_of(async_app).queue.job_ids == [job_id]
+
+
+@pytest.mark.parametrize("falsy", [None, 0, "", []])
+def test_dashboard_auth_falsy_is_denied(async_app: Flask, falsy: t.Any) -> None:
+    confirm_of(async_app).dashboard_auth(lambda: falsy)
+    assert async_app.test_client().get("/rq/0/data/queues.json").status_code == 403
+
+
+def test_dashboard_auth_true_opens_it(async_app: Flask) -> None:
+    decorated = confirm_of(async_app).dashboard_auth(lambda: True)
+    assert decorated() is True  # the decorator returns the function
+    client = async_app.test_client()
+    assert register(client)["job_id"]
+
+    for path in READ_URLS:
+        response = client.get(f"/rq{path}")
+        assert response.status_code == 200, path
+        response.close()
+
+    queues = queues_json(client)
+    assert set(queues) == {"confirm"}
+    assert queues["confirm"]["count"] == 1
+
+    page = client.get("/rq/")
+    assert page.status_code == 200
+    assert b"RQ Dashboard" in page.data or b"rq-dashboard" in page.data.lower()
+
+
+def test_dashboard_lists_each_queued_job(async_app: Flask) -> None:
+    confirm_of(async_app).dashboard_auth(lambda: True)
+    client = async_app.test_client()
+    assert queues_json(client) == {}
+    register(client, "ada@example.org")
+    assert queues_json(client)["confirm"]["count"] == 1
+    register(client, "grace@example.org")
+    assert queues_json(client)["confirm"]["count"] == 2
+
+
+def test_dashboard_auth_runs_per_request(async_app: Flask) -> None:
+    @confirm_of(async_app).dashboard_auth
+    def is_admin() -> bool:
+        return request.headers.get("X-Admin") == "yes"
+
+    client = async_app.test_client()
+    register(client)
+    assert client.get("/rq/0/data/queues.json").status_code == 403
+    ok = client.get("/rq/0/data/queues.json", headers={"X-Admin": "yes"})
+    assert ok.status_code == 200
+    assert client.get("/rq/0/data/queues.json").status_code == 403
+    # The app's own pages never consult it.
+    assert client.get("/").status_code == 200
+    assert client.get("/confirm/resend").status_code == 200
+
+
+def test_dashboard_auth_may_abort_itself(async_app: Flask) -> None:
+    @confirm_of(async_app).dashboard_auth
+    def basic_auth() -> bool:
+        if request.authorization is None:
+            abort(401, www_authenticate=WWWAuthenticate("basic", {"realm": "rq"}))
+        return request.authorization.password == "s3cret"
+
+    client = async_app.test_client()
+    response = client.get("/rq/")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Basic")
+    assert client.get("/rq/", auth=("admin", "wrong")).status_code == 403
+    assert client.get("/rq/", auth=("admin", "s3cret")).status_code == 200
+
+
+def test_dashboard_auth_is_not_called_outside_the_dashboard(async_app: Flask) -> None:
+    calls: list[str] = []
+
+    @confirm_of(async_app).dashboard_auth
+    def record() -> bool:
+        calls.append(request.path)
+        return True
+
+    client = async_app.test_client()
+    register(client)
+    client.get("/")
+    client.get("/confirm/resend")
+    client.get("/confirm/not-a-token")
+    client.get("/rqx")
+    client.get("/rq-not-the-dashboard/")
+    assert calls == []
+    client.get("/rq/")
+    assert calls == ["/rq/"]
+
+
+# -- the constructor form -------------------------------------------------------------
+
+
+@pytest.fixture()
+def own_apps() -> cabc.Iterator[list[tuple[Flask, SQLAlchemy]]]:
+    """Apps built here rather than by testapp; their engines are disposed."""
+    apps: list[tuple[Flask, SQLAlchemy]] = []
+    yield apps
+    for app, db in apps:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+def build_app(
+    redis_url: str, own_apps: list[tuple[Flask, SQLAlchemy]], **config: t.Any
+) -> tuple[Flask, SQLAlchemy, type[t.Any]]:
+    app = Flask("dashboard_test_app")
+    app.config.update(BASE_CONFIG, CONFIRM_REDIS_URL=redis_url, **config)
+    db = SQLAlchemy(app)
+
+    class Member(ConfirmableMixin, db.Model):  # type: ignore[name-defined,misc]
+        id = db.Column(db.Integer, primary_key=True)
+        email = db.Column(db.String(320), unique=True, nullable=False)
+
+    with app.app_context():
+        db.create_all()
+    own_apps.append((app, db))
+    return app, db, Member
+
+
+def test_constructor_dashboard_auth(
+    redis_url: str, own_apps: list[tuple[Flask, SQLAlchemy]]
+) -> None:
+    allowed = {"value": True}
+    app, db, member = build_app(redis_url, own_apps)
+    Confirm(app, db=db, user_model=member, dashboard_auth=lambda: allowed["value"])
+    client = app.test_client()
+    assert client.get("/rq/").status_code == 200
+    assert client.get("/rq/0/data/queues.json").status_code == 200
+    allowed["value"] = False
+    assert client.get("/rq/").status_code == 403
+
+
+def test_constructor_dashboard_auth_with_init_app(
+    redis_url: str, own_apps: list[tuple[Flask, SQLAlchemy]]
+) -> None:
+    app, db, member = build_app(redis_url, own_apps)
+    confirm = Confirm(dashboard_auth=lambda: request.args.get("key") == "k")
+    confirm.init_app(app, db=db, user_model=member)
+    client = app.test_client()
+    assert client.get("/rq/?key=k").status_code == 200
+    assert client.get("/rq/").status_code == 403
+
+
+def test_constructor_dashboard_auth_can_be_replaced(
+    redis_url: str, own_apps: list[tuple[Flask, SQLAlchemy]]
+) -> None:
+    app, db, member = build_app(redis_url, own_apps)
+    confirm = Confirm(app, db=db, user_model=member, dashboard_auth=lambda: True)
+    confirm.dashboard_auth(lambda: False)
+    assert app.test_client().get("/rq/").status_code == 403
+
+
+def test_one_confirm_for_two_apps(
+    redis_url: str, own_apps: list[tuple[Flask, SQLAlchemy]]
+) -> None:
+    first, first_db, first_model = build_app(redis_url, own_apps)
+    second, second_db, second_model = build_app(
+        redis_url, own_apps, CONFIRM_DASHBOARD_URL="/ops/rq"
+    )
+    confirm = Confirm(dashboard_auth=lambda: True)
+    confirm.init_app(first, db=first_db, user_model=first_model)
+    confirm.init_app(second, db=second_db, user_model=second_model)
+    assert first.test_client().get("/rq/").status_code == 200
+    assert first.test_client().get("/ops/rq/").status_code == 404
+    assert second.test_client().get("/ops/rq/").status_code == 200
+    assert second.test_client().get("/rq/").status_code == 404
+
+
+# -- where it is mounted --------------------------------------------------------
+
+
+def test_dashboard_url_none_does_not_mount_it(make_app: AppFactory) -> None:
+    app = make_app(CONFIRM_DASHBOARD_URL=None)
+    confirm_of(app).dashboard_auth(lambda: True)
+    client = app.test_client()
+    for path in ["/rq", "/rq/", "/rq/0/data/queues.json", "/rq/static/css/main.css"]:
+        assert client.get(path).status_code == 404, path
+    assert "rq_dashboard" not in app.blueprints
+    # The rest of the app works.
+    assert client.get("/confirm/resend").status_code == 200
+
+
+@pytest.mark.parametrize("url", ["/admin/rq", "/admin/rq/"])
+def test_custom_dashboard_url(make_app: AppFactory, url: str) -> None:
+    app = make_app(CONFIRM_DASHBOARD_URL=url, CONFIRM_ASYNC=True)
+    client = app.test_client()
+    register(client)
+    # Still closed by default at the new place.
+    assert client.get("/admin/rq/0/data/queues.json").status_code == 403
+    assert client.get("/admin/rq/static/css/main.css").status_code == 403
+
+    confirm_of(app).dashboard_auth(lambda: True)
+    assert client.get("/admin/rq/").status_code == 200
+    assert queues_json(client, "/admin/rq")["confirm"]["count"] == 1
+    with client.get("/admin/rq/static/css/main.css") as static:
+        assert static.status_code == 200
+    assert client.get("/rq/").status_code == 404
+    assert client.get("/rq/0/data/queues.json").status_code == 404
+    # Its own links point under the new place.
+    assert b'"/admin/rq/' in client.get("/admin/rq/").data
+
+
+def test_default_dashboard_url_is_rq(app: Flask) -> None:
+    assert app.config["CONFIRM_DASHBOARD_URL"] == "/rq"
+    confirm_of(app).dashboard_auth(lambda: True)
+    assert app.test_client().get("/rq/").status_code == 200
+
+
+# -- what it shows about our jobs -----------------------------------------------
+
+
+@pytest.mark.parametrize("full_args", [False, True])
+def test_job_data_holds_only_the_user_id(
+    make_app: AppFactory, redis_client: redis.Redis, full_args: bool
+) -> None:
+    app = make_app(CONFIRM_ASYNC=True, RQ_DASHBOARD_SHOW_FULL_ARGS=full_args)
+    confirm = confirm_of(app)
+    confirm.dashboard_auth(lambda: True)
+    client = app.test_client()
+    registered = register(client, EMAIL)
+    user_id, job_id = registered["id"], registered["job_id"]
+
+    # The job itself, as stored in Redis.
+    job = Job.fetch(job_id, connection=redis_client)
+    assert job.args == (user_id,)
+    assert job.kwargs == {}
+    assert job.origin == "confirm"
+
+    # What a token for this user would contain (its payload is deterministic).
+    User = app.extensions["test_models"]["User"]
+    db = app.extensions["test_models"]["db"]
+    with app.app_context():
+        token = confirm.make_token(db.session.get(User, user_id))
+    secrets = [
+        EMAIL,
+        address_digest(EMAIL),
+        token.split(".")[0],
+        token,
+        "app.example.test",
+    ]
+
+    jobs = client.get("/rq/0/data/jobs/confirm/queued/8/asc/1.json")
+    assert jobs.status_code == 200
+    assert jobs.json is not None
+    (listed,) = jobs.json["jobs"]
+    assert listed["id"] == job_id
+    assert str(user_id) in listed["description"]
+
+    info = client.get(f"/rq/0/data/job/{job_id}.json")
+    assert info.status_code == 200
+    assert info.json is not None
+    assert info.json["id"] == job_id
+    assert info.json["origin"] == "confirm"
+    assert str(user_id) in info.json["description"]
+    if full_args:
+        assert info.json["description"].endswith(f"send_confirmation_job({user_id})")
+
+    page = client.get(f"/rq/0/view/job/{job_id}")
+    assert page.status_code == 200
+
+    for response in (jobs, info):
+        dumped = json.dumps(response.json)
+        for secret in secrets:
+            assert secret not in dumped, secret
+    for secret in secrets:
+        assert secret not in page.get_data(as_text=True), secret

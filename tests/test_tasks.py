@@ -1,0 +1,375 @@
+"""The send job under the faults it must survive, with real processes: a
+private redis-server that is stopped, SMTP servers that fail, moto SES that
+rejects, and worker subprocesses that are killed."""
+
+from __future__ import annotations
+
+import collections
+import collections.abc as cabc
+import contextlib
+import signal
+import subprocess
+import typing as t
+
+import pytest
+import redis
+from flask import Flask
+from rq.registry import FailedJobRegistry
+from rq.registry import FinishedJobRegistry
+
+from conftest import AppFactory
+from conftest import FlakySink
+from conftest import RedisProcess
+from conftest import SESServer
+from conftest import SMTPServer
+from conftest import SMTPSink
+from conftest import wait_for
+from flask_confirm import signals
+
+Run = t.Callable[..., subprocess.CompletedProcess[str]]
+
+
+def models(app: Flask) -> dict[str, t.Any]:
+    return t.cast("dict[str, t.Any]", app.extensions["test_models"])
+
+
+def register(app: Flask, *emails: str) -> list[t.Any]:
+    client = app.test_client()
+    ids = []
+    for email in emails:
+        response = client.post("/register", data={"email": email})
+        assert response.status_code == 201, response.data
+        assert response.json is not None
+        ids.append(response.json["id"])
+    return ids
+
+
+def user_state(app: Flask, user_id: t.Any) -> t.Any:
+    with app.app_context():
+        user = models(app)["db"].session.get(models(app)["User"], user_id)
+        return user.confirmation_state, user.confirmation_error
+
+
+def recipients(server: SMTPServer) -> collections.Counter[str]:
+    return collections.Counter(str(m["To"]) for m in server.messages)
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+@contextlib.contextmanager
+def captured(signal_: t.Any, app: Flask) -> cabc.Iterator[list[dict[str, t.Any]]]:
+    calls: list[dict[str, t.Any]] = []
+
+    def receiver(sender: Flask, **kwargs: t.Any) -> None:
+        calls.append({"user_id": kwargs["user"].id, **kwargs})
+
+    with signal_.connected_to(receiver, sender=app):
+        yield calls
+
+
+@pytest.fixture()
+def async_config(app_config: dict[str, t.Any], tmp_path: t.Any) -> dict[str, t.Any]:
+    app_config.update(
+        CONFIRM_ASYNC=True,
+        CONFIRM_RETRY_INTERVALS=[0],
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'tasks.sqlite'}",
+    )
+    return app_config
+
+
+def test_redis_outage_loses_nothing(
+    make_app: AppFactory,
+    async_config: dict[str, t.Any],
+    private_redis: RedisProcess,
+    smtp_server: SMTPServer,
+    run_flask: Run,
+    database_url: str,
+) -> None:
+    async_config.update(
+        smtp_server.config,
+        CONFIRM_REDIS_URL=private_redis.url,
+        SQLALCHEMY_DATABASE_URI=database_url,
+    )
+    app = make_app()
+    private_redis.stop()
+    emails = [f"user{i}@example.org" for i in range(50)]
+    client = app.test_client()
+    for email in emails:
+        response = client.post("/register", data={"email": email})
+        assert response.status_code == 201
+        assert response.json is not None and response.json["job_id"] is None
+    assert "requested      50" in ok(run_flask("confirm", "status"))
+
+    private_redis.start()
+    assert "Queued 50 " in ok(run_flask("confirm", "sweep", "--older-than", "0"))
+    ok(run_flask("confirm-worker", "--burst"))
+    assert recipients(smtp_server) == dict.fromkeys(emails, 1)
+    status = ok(run_flask("confirm", "status"))
+    assert "requested      0" in status and "sent           50" in status
+
+
+def test_worker_with_scheduler_sweeps_on_start(
+    make_app: AppFactory,
+    async_config: dict[str, t.Any],
+    private_redis: RedisProcess,
+    smtp_server: SMTPServer,
+    run_flask: Run,
+) -> None:
+    async_config.update(smtp_server.config, CONFIRM_REDIS_URL=private_redis.url)
+    app = make_app()
+    private_redis.stop()
+    register(app, "ada@example.org")
+    private_redis.start()
+    ok(
+        run_flask(
+            "confirm-worker", "--burst", "--with-scheduler", CONFIRM_SWEEP_AFTER=0
+        )
+    )
+    assert recipients(smtp_server) == {"ada@example.org": 1}
+
+
+@pytest.mark.parametrize("reply", ["421 4.3.2 Try later", "451 4.7.1 Greylisted"])
+def test_transient_smtp_failure_is_retried(
+    make_app: AppFactory,
+    async_config: dict[str, t.Any],
+    make_smtp_server: t.Callable[[SMTPSink], SMTPServer],
+    run_worker: Run,
+    reply: str,
+) -> None:
+    server = make_smtp_server(FlakySink(failures=2, reply=reply))
+    async_config.update(server.config)
+    app = make_app()
+    (user_id,) = register(app, "ada@example.org")
+    ok(run_worker("--burst"))
+    assert t.cast(FlakySink, server.sink).attempts == 3
+    assert recipients(server) == {"ada@example.org": 1}
+    assert user_state(app, user_id) == ("sent", None)
+
+
+def test_retries_exhausted_leave_it_pending_for_the_sweeper(
+    make_app: AppFactory,
+    async_config: dict[str, t.Any],
+    make_smtp_server: t.Callable[[SMTPSink], SMTPServer],
+    run_flask: Run,
+) -> None:
+    sink = FlakySink(failures=3)
+    server = make_smtp_server(sink)
+    async_config.update(server.config, CONFIRM_RETRIES=2)
+    app = make_app()
+    (user_id,) = register(app, "ada@example.org")
+    ok(run_flask("confirm-worker", "--burst"))
+    assert sink.attempts == 3 and server.messages == []
+    state, error = user_state(app, user_id)
+    assert state == "requested" and "421" in error
+
+    ok(run_flask("confirm", "sweep", "--older-than", "0"))
+    ok(run_flask("confirm-worker", "--burst"))
+    assert recipients(server) == {"ada@example.org": 1}
+
+
+def test_permanent_rejection_is_not_retried(
+    make_app: AppFactory,
+    async_config: dict[str, t.Any],
+    make_smtp_server: t.Callable[[SMTPSink], SMTPServer],
+    run_flask: Run,
+    redis_client: redis.Redis,
+) -> None:
+    sink = FlakySink(failures=10**6, reply="550 5.1.1 No such user here")
+    server = make_smtp_server(sink)
+    async_config.update(server.config)
+    app = make_app()
+    (user_id,) = register(app, "gone@example.org")
+    ok(run_flask("confirm-worker", "--burst"))
+    assert sink.attempts == 1
+    state, error = user_state(app, user_id)
+    assert state == "failed"
+    assert "550 5.1.1 No such user here" in error
+
+    (job_id,) = FailedJobRegistry("confirm", connection=redis_client).get_job_ids()
+    with app.app_context():
+        job = app.extensions["confirm"].queue.fetch_job(job_id)
+    assert job.retries_left == 0
+    result = job.latest_result()
+    assert result is not None and "No such user here" in result.exc_string
+    assert "/confirm/" not in result.exc_string
+
+    assert "Queued 0 " in ok(run_flask("confirm", "sweep", "--older-than", "0"))
+    listing = ok(run_flask("confirm", "failed"))
+    assert "gone@example.org" in listing and "550" in listing
+    assert "failed         1" in ok(run_flask("confirm", "status"))
+
+    sink.failures = 0
+    assert "Queued 1 " in ok(run_flask("confirm", "retry-failed"))
+    ok(run_flask("confirm-worker", "--burst"))
+    assert recipients(server) == {"gone@example.org": 1}
+    assert user_state(app, user_id)[0] == "sent"
+
+
+def test_permanent_smtp_failure_fires_signal(
+    make_app: AppFactory, make_smtp_server: t.Callable[[SMTPSink], SMTPServer]
+) -> None:
+    server = make_smtp_server(FlakySink(failures=1, reply="550 5.1.1 No such user"))
+    app = make_app(**server.config)
+    with captured(signals.confirmation_failed, app) as failed:
+        (user_id,) = register(app, "gone@example.org")
+    (call,) = failed
+    assert call["user_id"] == user_id and call["permanent"] is True
+    assert "550" in str(call["error"])
+    assert user_state(app, user_id)[0] == "failed"
+
+
+def test_ses_message_rejected_is_permanent(
+    make_app: AppFactory, ses_server: SESServer
+) -> None:
+    app = make_app(**ses_server.config, CONFIRM_MAIL_FROM="x@unverified.test")
+    with captured(signals.confirmation_failed, app) as failed:
+        (user_id,) = register(app, "ada@example.org")
+    assert failed[0]["permanent"] is True
+    state, error = user_state(app, user_id)
+    assert (
+        state == "failed"
+        and error == "MessageRejected: Email address not verified x@unverified.test"
+    )
+
+
+@pytest.mark.parametrize("change", ["deleted", "confirmed"])
+def test_user_gone_or_confirmed_before_job_runs(
+    make_app: AppFactory,
+    async_config: dict[str, t.Any],
+    smtp_server: SMTPServer,
+    run_worker: Run,
+    redis_client: redis.Redis,
+    change: str,
+) -> None:
+    async_config.update(smtp_server.config)
+    app = make_app()
+    (user_id,) = register(app, "ada@example.org")
+    with app.app_context():
+        db = models(app)["db"]
+        user = db.session.get(models(app)["User"], user_id)
+        if change == "deleted":
+            db.session.delete(user)
+            db.session.commit()
+        else:
+            app.extensions["confirm"].confirm_user(user)
+    ok(run_worker("--burst"))
+    assert smtp_server.messages == []
+    assert FinishedJobRegistry("confirm", connection=redis_client).count == 1
+    assert FailedJobRegistry("confirm", connection=redis_client).count == 0
+
+
+def test_sigkill_mid_send_then_sweep_delivers(
+    make_app: AppFactory,
+    async_config: dict[str, t.Any],
+    make_smtp_server: t.Callable[[SMTPSink], SMTPServer],
+    start_worker: t.Callable[..., subprocess.Popen[str]],
+    run_flask: Run,
+    redis_client: redis.Redis,
+) -> None:
+    sink = FlakySink(delay=60)  # stalls the first RCPT: no mail accepted yet
+    server = make_smtp_server(sink)
+    async_config.update(server.config, CONFIRM_JOB_TIMEOUT=1)
+    register(make_app(), "ada@example.org")
+    worker = start_worker()
+    wait_for(lambda: sink.attempts == 1, 20, "the worker to be mid-send")
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(10)
+    sink.delay = 0
+    assert server.messages == []
+
+    # The dead worker's lock runs out job_timeout + 5 seconds after it was taken.
+    wait_for(
+        lambda: not list(redis_client.scan_iter("flask-confirm:lock:*")),
+        15,
+        "the dead worker's lock to expire",
+    )
+    assert "Queued 1 " in ok(run_flask("confirm", "sweep", "--older-than", "0"))
+    ok(run_flask("confirm-worker", "--burst"))
+    assert recipients(server) == {"ada@example.org": 1}
+
+
+def test_sigterm_lets_the_current_send_finish(
+    make_app: AppFactory,
+    async_config: dict[str, t.Any],
+    make_smtp_server: t.Callable[[SMTPSink], SMTPServer],
+    start_worker: t.Callable[..., subprocess.Popen[str]],
+) -> None:
+    sink = FlakySink(delay=1.5)
+    server = make_smtp_server(sink)
+    async_config.update(server.config)
+    register(make_app(), "ada@example.org")
+    worker = start_worker()
+    wait_for(lambda: sink.attempts == 1, 20, "the worker to be mid-send")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(20) == 0
+    assert recipients(server) == {"ada@example.org": 1}
+    with open(worker.log_path) as f:  # type: ignore[attr-defined]
+        assert "Job OK" in f.read()
+
+
+def test_three_workers_and_a_racing_sweep_send_each_mail_once(
+    make_app: AppFactory,
+    async_config: dict[str, t.Any],
+    smtp_server: SMTPServer,
+    start_worker: t.Callable[..., subprocess.Popen[str]],
+    run_flask: Run,
+    postgres_url: str,
+) -> None:
+    async_config.update(smtp_server.config, SQLALCHEMY_DATABASE_URI=postgres_url)
+    app = make_app()
+    emails = [f"user{i}@example.org" for i in range(500)]
+    with app.app_context():
+        db, User = models(app)["db"], models(app)["User"]
+        confirm = app.extensions["confirm"]
+        for email in emails:
+            db.session.add(User(email=email))
+            confirm.send_confirmation(User.query.filter_by(email=email).one())
+    # A sweep that races the first jobs queues every confirmation a second time.
+    assert "Queued 500 " in ok(run_flask("confirm", "sweep", "--older-than", "0"))
+
+    workers = [start_worker("--burst") for _ in range(3)]
+    for worker in workers:
+        assert worker.wait(120) == 0
+    assert recipients(smtp_server) == dict.fromkeys(emails, 1)
+    with app.app_context():
+        assert confirm.status()["sent"] == 500
+
+
+def test_status_counts_each_state(app: Flask) -> None:
+    confirm = app.extensions["confirm"]
+    with app.app_context():
+        db, User = models(app)["db"], models(app)["User"]
+        db.session.add_all(User(email=f"u{i}@example.org") for i in range(4))
+        db.session.commit()
+        users = User.query.order_by(User.id).all()
+        confirm.send_confirmation(users[0])  # sent (memory sender, inline)
+        confirm.send_confirmation(users[1])
+        confirm.confirm_user(users[1])  # confirmed
+        users[2].confirmation_requested_at = time_ago(60)  # requested, unsent
+        db.session.commit()
+        status = confirm.status()
+    assert {k: status[k] for k in ("requested", "sent", "failed", "confirmed")} == {
+        "requested": 1,
+        "sent": 1,
+        "failed": 0,
+        "confirmed": 1,
+    }
+    assert 59 <= status["oldest_pending"].total_seconds() < 120
+
+
+def time_ago(seconds: float) -> t.Any:
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds)
+
+
+def test_sweep_is_exclusive(app: Flask, redis_client: redis.Redis) -> None:
+    confirm = app.extensions["confirm"]
+    with app.app_context():
+        assert confirm.sweep(0, hold_lock=30) == 0
+        assert redis_client.ttl("flask-confirm:sweep:confirm") > 20
+        assert confirm.sweep(0) == 0  # another sweep holds the lock
+        redis_client.delete("flask-confirm:sweep:confirm")

@@ -1,0 +1,756 @@
+"""The ``confirm`` blueprint through the test client: the confirmation page and
+resend, with the memory sender and ``CONFIRM_ASYNC`` false."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import typing as t
+
+import pytest
+from flask import get_flashed_messages
+from freezegun import freeze_time
+from itsdangerous import URLSafeTimedSerializer
+
+from flask_confirm import signals
+from flask_confirm.tokens import address_digest
+from flask_confirm.tokens import SALT
+from flask_confirm.views import CONFIRMED_MESSAGE
+from flask_confirm.views import RESEND_MESSAGE
+
+if t.TYPE_CHECKING:
+    from flask import Flask
+    from flask.testing import FlaskClient
+    from werkzeug.test import TestResponse
+
+    from conftest import AppFactory
+    from flask_confirm import EmailMessage
+
+EXTERNAL = "https://app.example.test"
+LINK = re.compile(r"https?://[^\s\"'<>]+")
+
+
+# -- helpers ------------------------------------------------------------------
+
+
+def models(app: Flask) -> dict[str, t.Any]:
+    return t.cast("dict[str, t.Any]", app.extensions["test_models"])
+
+
+def outbox(app: Flask) -> list[EmailMessage]:
+    with app.app_context():
+        return list(app.extensions["confirm"].sender.outbox)
+
+
+def link_in(message: EmailMessage) -> str:
+    (link,) = set(LINK.findall(message.text))
+    assert link in message.html
+    return link
+
+
+def path_of(link: str, base: str = EXTERNAL) -> str:
+    assert link.startswith(base + "/"), link
+    return link.removeprefix(base)
+
+
+def register(client: FlaskClient, email: str, **kwargs: t.Any) -> int:
+    response = client.post("/register", data={"email": email}, **kwargs)
+    assert response.status_code == 201, response.data
+    assert response.json is not None
+    return t.cast("int", response.json["id"])
+
+
+def register_for_link(app: Flask, client: FlaskClient, email: str) -> tuple[int, str]:
+    """Register ``email``; return the user id and the path of the mailed link."""
+    before = len(outbox(app))
+    user_id = register(client, email)
+    mails = outbox(app)
+    assert len(mails) == before + 1
+    assert mails[-1].to == email
+    return user_id, path_of(link_in(mails[-1]))
+
+
+def get_user(app: Flask, user_id: int) -> t.Any:
+    m = models(app)
+    with app.app_context():
+        user = m["db"].session.get(m["User"], user_id)
+        if user is not None:
+            m["db"].session.expunge(user)
+        return user
+
+
+def set_email(app: Flask, user_id: int, email: str) -> None:
+    m = models(app)
+    with app.app_context():
+        m["db"].session.get(m["User"], user_id).email = email
+        m["db"].session.commit()
+
+
+def delete_user(app: Flask, user_id: int) -> None:
+    m = models(app)
+    with app.app_context():
+        m["db"].session.delete(m["db"].session.get(m["User"], user_id))
+        m["db"].session.commit()
+
+
+def flashes(client: FlaskClient) -> list[tuple[str, str]]:
+    """The messages flashed and not yet shown."""
+    with client.session_transaction() as session:
+        return [tuple(f) for f in session.get("_flashes", [])]  # type: ignore[misc]
+
+
+def take_flashes(client: FlaskClient) -> list[tuple[str, str]]:
+    """Like :func:`flashes`, and removes them, as a page showing them would."""
+    with client.session_transaction() as session:
+        return [tuple(f) for f in session.pop("_flashes", [])]  # type: ignore[misc]
+
+
+def add_flash_page(app: Flask, rule: str) -> None:
+    """A page at ``rule`` that shows the flashed messages, as JSON."""
+
+    def show_flashes() -> dict[str, t.Any]:
+        return {"page": rule, "flashes": get_flashed_messages(with_categories=True)}
+
+    app.add_url_rule(rule, f"flashes{rule}", show_flashes)
+
+
+def text(response: TestResponse) -> str:
+    return response.get_data(as_text=True)
+
+
+class Recorder:
+    """Receives ``email_confirmed`` for one app."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[t.Any, int, dict[str, t.Any]]] = []
+
+    def __call__(self, sender: t.Any, user: t.Any, **extra: t.Any) -> None:
+        assert user.email_confirmed_at is not None
+        self.calls.append((sender, user.id, extra))
+
+
+@pytest.fixture()
+def db_app(make_app: AppFactory, database_url: str) -> Flask:
+    return make_app(SQLALCHEMY_DATABASE_URI=database_url)
+
+
+@pytest.fixture()
+def db_client(db_app: Flask) -> FlaskClient:
+    return db_app.test_client()
+
+
+# -- the confirmation page ------------------------------------------------------
+
+
+def test_get_shows_the_address_and_a_form_without_confirming(
+    db_app: Flask, db_client: FlaskClient
+) -> None:
+    recorder = Recorder()
+    user_id, path = register_for_link(db_app, db_client, "ada@example.org")
+    with signals.email_confirmed.connected_to(recorder, sender=db_app):
+        response = db_client.get(path)
+    assert response.status_code == 200
+    body = text(response)
+    assert "ada@example.org" in body
+    form = re.search(r"<form\b[^>]*>.*?</form>", body, re.S)
+    assert form is not None
+    assert re.search(r"""method=["']?post""", form.group(0), re.I)
+    assert re.search(r"<button[^>]*>\s*Confirm\s*</button>", form.group(0))
+    # A form without action posts back to the page's own URL (the link).
+    action = re.search(r"""action=["']([^"']*)""", form.group(0))
+    assert action is None or action.group(1) in ("", path)
+    assert not get_user(db_app, user_id).email_confirmed
+    assert recorder.calls == []
+    assert flashes(db_client) == []
+
+
+def test_post_confirms(db_app: Flask, db_client: FlaskClient) -> None:
+    recorder = Recorder()
+    user_id, path = register_for_link(db_app, db_client, "ada@example.org")
+    other_id = register(db_client, "grace@example.org")
+    before = dt.datetime.now(dt.timezone.utc)
+    with signals.email_confirmed.connected_to(recorder, sender=db_app):
+        response = db_client.post(path)
+    after = dt.datetime.now(dt.timezone.utc)
+
+    assert response.status_code == 302
+    assert response.location == "/"
+    assert flashes(db_client) == [("success", CONFIRMED_MESSAGE)]
+
+    user = get_user(db_app, user_id)
+    assert user.email_confirmed
+    confirmed_at = user.email_confirmed_at
+    if confirmed_at.tzinfo is None:  # SQLite; see test_confirmed_at_is_timezone_aware
+        confirmed_at = confirmed_at.replace(tzinfo=dt.timezone.utc)
+    assert before - dt.timedelta(seconds=1) <= confirmed_at <= after
+    assert not get_user(db_app, other_id).email_confirmed
+
+    assert len(recorder.calls) == 1
+    sender, signalled_id, extra = recorder.calls[0]
+    assert sender is db_app
+    assert signalled_id == user_id
+    assert extra == {}
+
+
+def test_confirmed_at_is_timezone_aware(db_app: Flask, db_client: FlaskClient) -> None:
+    # ConfirmableMixin: "Times are stored timezone-aware, in UTC."
+    user_id, path = register_for_link(db_app, db_client, "ada@example.org")
+    assert db_client.post(path).status_code == 302
+    user = get_user(db_app, user_id)
+    for value in (user.email_confirmed_at, user.confirmation_requested_at):
+        assert value is not None
+        assert value.utcoffset() == dt.timedelta(0)
+
+
+def test_signal_for_another_app_does_not_fire(
+    make_app: AppFactory, app: Flask, client: FlaskClient
+) -> None:
+    other = make_app()
+    recorder = Recorder()
+    _, path = register_for_link(app, client, "ada@example.org")
+    with signals.email_confirmed.connected_to(recorder, sender=other):
+        assert client.post(path).status_code == 302
+    assert recorder.calls == []
+
+
+def test_default_redirect_follows_to_the_home_page(
+    app: Flask, client: FlaskClient
+) -> None:
+    _, path = register_for_link(app, client, "ada@example.org")
+    response = client.post(path, follow_redirects=True)
+    assert response.request.path == "/"
+    assert text(response) == "home"
+    # The home page does not show flashes: the message waits in the session.
+    assert flashes(client) == [("success", CONFIRMED_MESSAGE)]
+
+
+def test_custom_redirect_url(make_app: AppFactory) -> None:
+    app = make_app(CONFIRM_REDIRECT_URL="/welcome")
+    add_flash_page(app, "/welcome")
+    client = app.test_client()
+    user_id, path = register_for_link(app, client, "ada@example.org")
+
+    response = client.post(path)
+    assert response.status_code == 302
+    assert response.location == "/welcome"
+
+    page = client.get("/welcome")
+    assert page.json == {
+        "page": "/welcome",
+        "flashes": [["success", CONFIRMED_MESSAGE]],
+    }
+    assert get_user(app, user_id).email_confirmed
+    # Shown once only.
+    assert client.get("/welcome").json == {"page": "/welcome", "flashes": []}
+
+
+def test_custom_absolute_redirect_url(make_app: AppFactory) -> None:
+    app = make_app(CONFIRM_REDIRECT_URL="https://app.example.test/welcome?new=1")
+    client = app.test_client()
+    _, path = register_for_link(app, client, "ada@example.org")
+    response = client.post(path)
+    assert response.status_code == 302
+    assert response.location == "https://app.example.test/welcome?new=1"
+
+
+@pytest.mark.parametrize("on_get", [False, True])
+@pytest.mark.parametrize("method", ["HEAD", "OPTIONS"])
+def test_head_and_options_never_confirm(
+    make_app: AppFactory, on_get: bool, method: str
+) -> None:
+    app = make_app(CONFIRM_ON_GET=on_get)
+    client = app.test_client()
+    recorder = Recorder()
+    user_id, path = register_for_link(app, client, "ada@example.org")
+    with signals.email_confirmed.connected_to(recorder, sender=app):
+        for _ in range(2):
+            response = client.open(path, method=method)
+            assert response.status_code == 200
+            assert response.data == b""
+    assert not get_user(app, user_id).email_confirmed
+    assert recorder.calls == []
+    assert flashes(client) == []
+    if method == "OPTIONS":
+        allowed = {m.strip() for m in response.headers["Allow"].split(",")}
+        assert {"GET", "POST"} <= allowed
+
+
+def test_confirm_on_get(make_app: AppFactory) -> None:
+    app = make_app(CONFIRM_ON_GET=True)
+    client = app.test_client()
+    recorder = Recorder()
+    user_id, path = register_for_link(app, client, "ada@example.org")
+    with signals.email_confirmed.connected_to(recorder, sender=app):
+        assert client.head(path).status_code == 200
+        assert not get_user(app, user_id).email_confirmed
+        response = client.get(path)
+    assert response.status_code == 302
+    assert response.location == "/"
+    assert get_user(app, user_id).email_confirmed
+    assert [c[1] for c in recorder.calls] == [user_id]
+    assert flashes(client) == [("success", CONFIRMED_MESSAGE)]
+
+
+def test_post_still_confirms_with_confirm_on_get(make_app: AppFactory) -> None:
+    app = make_app(CONFIRM_ON_GET=True)
+    client = app.test_client()
+    user_id, path = register_for_link(app, client, "ada@example.org")
+    assert client.post(path).status_code == 302
+    assert get_user(app, user_id).email_confirmed
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+def test_other_methods_are_not_allowed(
+    app: Flask, client: FlaskClient, method: str
+) -> None:
+    user_id, path = register_for_link(app, client, "ada@example.org")
+    assert client.open(path, method=method).status_code == 405
+    assert not get_user(app, user_id).email_confirmed
+
+
+def test_privacy_headers(app: Flask, client: FlaskClient) -> None:
+    _, path = register_for_link(app, client, "ada@example.org")
+    responses = {
+        "page": client.get(path),
+        "invalid": client.get("/confirm/not-a-token"),
+        "confirmed": client.post(path),
+        "resend": client.get("/confirm/resend"),
+    }
+    for name, response in responses.items():
+        assert response.headers.get("Referrer-Policy") == "no-referrer", name
+        assert "no-store" in response.headers.get("Cache-Control", ""), name
+    assert 'content="no-referrer"' in text(responses["page"])
+    # Only the blueprint's pages: the app's own are left alone.
+    assert "Referrer-Policy" not in client.get("/").headers
+
+
+def test_expired_link(make_app: AppFactory) -> None:
+    app = make_app(CONFIRM_TOKEN_MAX_AGE=3600)
+    client = app.test_client()
+    with freeze_time("2030-01-01 12:00:00") as frozen:
+        user_id, path = register_for_link(app, client, "ada@example.org")
+        frozen.tick(3601)
+        for method in ("GET", "POST"):
+            response = client.open(path, method=method)
+            assert response.status_code == 400, method
+            body = text(response)
+            assert "expired" in body.lower()
+            assert "not valid" not in body
+            assert "ada@example.org" not in body
+            assert 'href="/confirm/resend"' in body
+    assert not get_user(app, user_id).email_confirmed
+    assert flashes(client) == []
+
+
+def test_link_valid_until_max_age(make_app: AppFactory) -> None:
+    app = make_app(CONFIRM_TOKEN_MAX_AGE=3600)
+    client = app.test_client()
+    with freeze_time("2030-01-01 12:00:00") as frozen:
+        user_id, path = register_for_link(app, client, "ada@example.org")
+        frozen.tick(3600)
+        assert client.post(path).status_code == 302
+    assert get_user(app, user_id).email_confirmed
+
+
+def _tamper(path: str) -> str:
+    index = len(path) - 10  # inside the signature, not its last character
+    return path[:index] + ("A" if path[index] != "A" else "B") + path[index + 1 :]
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "garbage",
+        "tampered",
+        "truncated",
+        "foreign-key",
+        "deleted-user",
+        "changed-address",
+        "cleared-address",
+        "id-of-another-type",
+        "other-users-path",
+    ],
+)
+def test_invalid_link(db_app: Flask, db_client: FlaskClient, kind: str) -> None:
+    user_id, path = register_for_link(db_app, db_client, "ada@example.org")
+    if kind == "garbage":
+        path = "/confirm/not-a-token"
+    elif kind == "tampered":
+        path = _tamper(path)
+    elif kind == "truncated":
+        path = path[:-5]
+    elif kind == "foreign-key":
+        token = URLSafeTimedSerializer("another-secret-key", salt=SALT).dumps(
+            [user_id, address_digest("ada@example.org")]
+        )
+        path = f"/confirm/{token}"
+    elif kind == "deleted-user":
+        delete_user(db_app, user_id)
+    elif kind == "changed-address":
+        set_email(db_app, user_id, "ada@example.com")
+    elif kind == "cleared-address":
+        # As an app that anonymises an account might.
+        set_email(db_app, user_id, "")
+    elif kind == "id-of-another-type":
+        # Signed with this app's key, e.g. by another app sharing it whose user
+        # ids are strings; this app's primary key is an integer.
+        token = URLSafeTimedSerializer(db_app.secret_key, salt=SALT).dumps(
+            ["user-1", address_digest("ada@example.org")]
+        )
+        path = f"/confirm/{token}"
+    elif kind == "other-users-path":
+        # Grace's link after her address changed, while Ada's is untouched.
+        grace_id, path = register_for_link(db_app, db_client, "grace@example.org")
+        set_email(db_app, grace_id, "grace@example.com")
+
+    for method in ("GET", "POST"):
+        response = db_client.open(path, method=method)
+        assert response.status_code == 400, (kind, method)
+        body = text(response)
+        assert "not valid" in body
+        assert "expired" not in body.lower()
+        assert "ada@example.org" not in body
+        assert 'href="/confirm/resend"' in body
+    user = get_user(db_app, user_id)
+    assert user is None or not user.email_confirmed
+    assert flashes(db_client) == []
+
+
+def test_invalid_pages_are_all_alike(app: Flask, client: FlaskClient) -> None:
+    # Unknown user, changed address and a bad signature answer identically.
+    ada, ada_path = register_for_link(app, client, "ada@example.org")
+    grace, grace_path = register_for_link(app, client, "grace@example.org")
+    delete_user(app, ada)
+    set_email(app, grace, "grace@example.com")
+    answers = {
+        (r.status_code, r.get_data())
+        for r in (
+            client.get(ada_path),
+            client.get(grace_path),
+            client.get(_tamper(grace_path)),
+            client.get("/confirm/x"),
+        )
+    }
+    assert len(answers) == 1
+
+
+@pytest.mark.parametrize("size", [513, 64 * 1024, 10 * 1024 * 1024])
+def test_huge_token_in_path(app: Flask, client: FlaskClient, size: int) -> None:
+    user_id, path = register_for_link(app, client, "ada@example.org")
+    huge = path + "A" * (size - len(path))
+    for method in ("GET", "POST"):
+        response = client.open(huge, method=method)
+        assert response.status_code == 400
+        assert "not valid" in text(response)
+    assert not get_user(app, user_id).email_confirmed
+
+
+def test_already_confirmed_answers_identically(
+    db_app: Flask, db_client: FlaskClient
+) -> None:
+    recorder = Recorder()
+    user_id, path = register_for_link(db_app, db_client, "ada@example.org")
+    with signals.email_confirmed.connected_to(recorder, sender=db_app):
+        first = db_client.post(path)
+        first_flashes = take_flashes(db_client)
+        confirmed_at = get_user(db_app, user_id).email_confirmed_at
+        second = db_client.post(path)
+        second_flashes = flashes(db_client)
+
+    assert first.status_code == second.status_code == 302
+    assert first.location == second.location == "/"
+    assert first.get_data() == second.get_data()
+    assert first_flashes == second_flashes == [("success", CONFIRMED_MESSAGE)]
+    assert [c[1] for c in recorder.calls] == [user_id]
+    assert get_user(db_app, user_id).email_confirmed_at == confirmed_at
+
+
+def test_pending_page_escapes_the_address(app: Flask, client: FlaskClient) -> None:
+    _, path = register_for_link(app, client, "<script>x</script>@example.org")
+    body = text(client.get(path))
+    assert "<script>x</script>" not in body
+    assert "&lt;script&gt;x&lt;/script&gt;@example.org" in body
+
+
+@pytest.mark.parametrize(
+    ("prefix", "expected"),
+    [("/account/verify", "/account/verify"), ("/account/verify/", "/account/verify")],
+)
+def test_custom_url_prefix(make_app: AppFactory, prefix: str, expected: str) -> None:
+    app = make_app(CONFIRM_URL_PREFIX=prefix)
+    client = app.test_client()
+    user_id, path = register_for_link(app, client, "ada@example.org")
+    assert path.startswith(f"{expected}/")
+    token = path.rsplit("/", 1)[1]
+
+    assert client.get(f"/confirm/{token}").status_code == 404
+    assert client.get("/confirm/resend").status_code == 404
+    assert client.get(f"{expected}/resend").status_code == 200
+
+    page = client.get(path)
+    assert page.status_code == 200
+    assert "ada@example.org" in text(page)
+    assert client.post(path).status_code == 302
+    assert get_user(app, user_id).email_confirmed
+
+    invalid = client.get(f"{expected}/x")
+    assert invalid.status_code == 400
+    assert f'href="{expected}/resend"' in text(invalid)
+
+
+# -- mailed links ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Host": "evil.test"},
+        {"Host": "evil.test:8443", "X-Forwarded-Host": "evil.test"},
+        {"X-Forwarded-Host": "evil.test", "X-Forwarded-Proto": "http"},
+        {"Forwarded": "host=evil.test;proto=http"},
+    ],
+)
+def test_mailed_link_ignores_the_request_host(
+    app: Flask, client: FlaskClient, headers: dict[str, str]
+) -> None:
+    register(client, "ada@example.org", headers=headers)
+    resent = client.post(
+        "/confirm/resend", data={"email": "ada@example.org"}, headers=headers
+    )
+    assert resent.status_code == 302
+    mails = outbox(app)
+    assert len(mails) == 2
+    for mail in mails:
+        link = link_in(mail)
+        assert link.startswith(f"{EXTERNAL}/confirm/")
+        assert "evil" not in mail.text and "evil" not in mail.html
+    # The link works.
+    assert client.post(path_of(link_in(mails[-1]))).status_code == 302
+
+
+def test_mailed_link_keeps_the_external_url_path(make_app: AppFactory) -> None:
+    app = make_app(CONFIRM_EXTERNAL_URL="https://example.test/app/")
+    client = app.test_client()
+    register(client, "ada@example.org", headers={"Host": "evil.test"})
+    (mail,) = outbox(app)
+    link = link_in(mail)
+    assert link.startswith("https://example.test/app/confirm/")
+    # Served at /confirm/ here (the app's own root), as behind a path-stripping proxy.
+    assert client.get(path_of(link, "https://example.test/app")).status_code == 200
+
+
+def test_mail_is_addressed_to_the_user(app: Flask, client: FlaskClient) -> None:
+    register(client, "ada@example.org")
+    (mail,) = outbox(app)
+    assert mail.to == "ada@example.org"
+    assert mail.sender == "no-reply@example.test"
+    assert mail.subject == "Confirm your email address"
+    assert "24 hours" in mail.text
+
+
+# -- resend ---------------------------------------------------------------------
+
+
+def test_resend_form(client: FlaskClient) -> None:
+    response = client.get("/confirm/resend")
+    assert response.status_code == 200
+    body = text(response)
+    form = re.search(r"<form\b[^>]*>.*?</form>", body, re.S)
+    assert form is not None
+    assert re.search(r"""method=["']?post""", form.group(0), re.I)
+    assert 'action="/confirm/resend"' in form.group(0)
+    assert re.search(r"<input[^>]*name=\"email\"", form.group(0))
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_resend_sends_a_new_link(db_app: Flask, db_client: FlaskClient) -> None:
+    user_id, first_path = register_for_link(db_app, db_client, "ada@example.org")
+    assert first_path.startswith("/confirm/")
+    requested_at = get_user(db_app, user_id).confirmation_requested_at
+
+    response = db_client.post("/confirm/resend", data={"email": "ada@example.org"})
+    assert response.status_code == 302
+    assert response.location == "/"
+    assert flashes(db_client) == [("info", RESEND_MESSAGE)]
+
+    mails = outbox(db_app)
+    assert len(mails) == 2
+    assert mails[-1].to == "ada@example.org"
+    new_path = path_of(link_in(mails[-1]))
+    assert get_user(db_app, user_id).confirmation_requested_at >= requested_at
+
+    assert db_client.post(new_path).status_code == 302
+    assert get_user(db_app, user_id).email_confirmed
+    # Now confirmed: no more mail.
+    db_client.post("/confirm/resend", data={"email": "ada@example.org"})
+    assert len(outbox(db_app)) == 2
+
+
+def test_resend_custom_redirect(make_app: AppFactory) -> None:
+    app = make_app(CONFIRM_REDIRECT_URL="/welcome")
+    add_flash_page(app, "/welcome")
+    client = app.test_client()
+    register(client, "ada@example.org")
+    response = client.post(
+        "/confirm/resend", data={"email": "ada@example.org"}, follow_redirects=True
+    )
+    assert response.json == {"page": "/welcome", "flashes": [["info", RESEND_MESSAGE]]}
+
+
+def _resend_answer(client: FlaskClient, email: str) -> tuple[t.Any, ...]:
+    response = client.post("/confirm/resend", data={"email": email})
+    answer = (
+        response.status_code,
+        response.location,
+        response.get_data(),
+        tuple(sorted(k for k, _ in response.headers if k != "Set-Cookie")),
+        tuple(take_flashes(client)),
+    )
+    return answer
+
+
+def test_resend_answers_alike_for_every_address(
+    db_app: Flask, db_client: FlaskClient
+) -> None:
+    register(db_client, "ada@example.org")
+    grace_id, path = register_for_link(db_app, db_client, "grace@example.org")
+    assert db_client.post(path).status_code == 302
+    assert take_flashes(db_client) == [("success", CONFIRMED_MESSAGE)]
+    assert len(outbox(db_app)) == 2
+    grace = get_user(db_app, grace_id)
+
+    unconfirmed = _resend_answer(db_client, "ada@example.org")
+    assert len(outbox(db_app)) == 3
+    unknown = _resend_answer(db_client, "nobody@example.org")
+    assert len(outbox(db_app)) == 3
+    confirmed = _resend_answer(db_client, "grace@example.org")
+    assert len(outbox(db_app)) == 3
+
+    assert unconfirmed[0] == 302
+    assert unconfirmed == unknown == confirmed
+    # Nothing was recorded for the confirmed user, nor anyone created.
+    after = get_user(db_app, grace_id)
+    assert after.confirmation_requested_at == grace.confirmation_requested_at
+    assert after.confirmation_sent_at == grace.confirmation_sent_at
+    m = models(db_app)
+    with db_app.app_context():
+        assert m["db"].session.query(m["User"]).count() == 2
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({}, "Please enter your email address."),
+        ({"email": ""}, "Please enter your email address."),
+        ({"email": "   "}, "Please enter your email address."),
+        ({"email": "a" * 243 + "@example.org"}, "That email address is too long."),
+        ({"email": "a" * 10_000 + "@example.org"}, "That email address is too long."),
+        (
+            {"email": "ada@example.org\r\nBcc: eve@example.org"},
+            "That does not look like an email address.",
+        ),
+        (
+            {"email": "ada\r\n@example.org"},
+            "That does not look like an email address.",
+        ),
+        (
+            {"email": "ada@example.org\r\nX-Injected: yes"},
+            "That does not look like an email address.",
+        ),
+        ({"email": "ada@exa\nmple.org"}, "That does not look like an email address."),
+        ({"email": "ada@example\x00.org"}, "That does not look like an email address."),
+        ({"email": "ada.example.org"}, "That does not look like an email address."),
+        ({"email": "ada@@example.org"}, "That does not look like an email address."),
+        ({"email": "@example.org"}, "That does not look like an email address."),
+        ({"email": "ada@"}, "That does not look like an email address."),
+        ({"email": "ada@localhost"}, "That does not look like an email address."),
+    ],
+    ids=[
+        "missing",
+        "empty",
+        "blank",
+        "255-chars",
+        "10k-chars",
+        "crlf-bcc",
+        "crlf-local",
+        "crlf-header",
+        "lf",
+        "nul",
+        "no-at",
+        "two-ats",
+        "no-local",
+        "no-domain",
+        "dotless-domain",
+    ],
+)
+def test_resend_rejects_bad_input(
+    app: Flask, client: FlaskClient, data: dict[str, str], message: str
+) -> None:
+    register(client, "ada@example.org")
+    response = client.post("/confirm/resend", data=data)
+    assert response.status_code == 400
+    body = text(response)
+    assert message.replace("'", "&#39;") in body
+    assert 'role="alert"' in body
+    assert "<form" in body  # the form is shown again
+    assert len(outbox(app)) == 1
+    assert flashes(client) == []
+
+
+def test_resend_accepts_the_longest_address(app: Flask, client: FlaskClient) -> None:
+    email = "a" * 242 + "@example.org"
+    assert len(email) == 254
+    register(client, email)
+    response = client.post("/confirm/resend", data={"email": email})
+    assert response.status_code == 302
+    assert [m.to for m in outbox(app)] == [email, email]
+
+
+@pytest.mark.parametrize(
+    "typed",
+    ["ada@example.org", "ADA@EXAMPLE.ORG", "  Ada@Example.Org  ", "aDa@eXaMpLe.oRg"],
+)
+def test_resend_lookup_ignores_case(
+    db_app: Flask, db_client: FlaskClient, typed: str
+) -> None:
+    register(db_client, "Ada@Example.org")
+    response = db_client.post("/confirm/resend", data={"email": typed})
+    assert response.status_code == 302
+    mails = outbox(db_app)
+    assert len(mails) == 2
+    # Sent to the address on record, not to what was typed.
+    assert mails[-1].to == "Ada@Example.org"
+
+
+def test_resend_finds_a_non_ascii_address_typed_as_registered(
+    db_app: Flask, db_client: FlaskClient
+) -> None:
+    # An internationalised address (RFC 6531) with an upper-case non-ASCII
+    # letter, typed exactly as it was registered.
+    register(db_client, "Ünal@example.org")
+    response = db_client.post("/confirm/resend", data={"email": "Ünal@example.org"})
+    assert response.status_code == 302
+    assert [m.to for m in outbox(db_app)] == ["Ünal@example.org"] * 2
+
+
+def test_resend_does_not_match_a_prefix_or_pattern(
+    app: Flask, client: FlaskClient
+) -> None:
+    register(client, "ada@example.org")
+    for typed in (
+        "ada@example.or",
+        "%@example.org",
+        "_da@example.org",
+        "da@example.org",
+    ):
+        assert client.post("/confirm/resend", data={"email": typed}).status_code == 302
+    assert len(outbox(app)) == 1
+
+
+def test_resend_reads_only_the_form(app: Flask, client: FlaskClient) -> None:
+    register(client, "ada@example.org")
+    response = client.post("/confirm/resend?email=ada@example.org")
+    assert response.status_code == 400
+    response = client.post("/confirm/resend", json={"email": "ada@example.org"})
+    assert response.status_code == 400
+    assert len(outbox(app)) == 1
