@@ -373,3 +373,34 @@ def test_sweep_is_exclusive(app: Flask, redis_client: redis.Redis) -> None:
         assert redis_client.ttl("flask-confirm:sweep:confirm") > 20
         assert confirm.sweep(0) == 0  # another sweep holds the lock
         redis_client.delete("flask-confirm:sweep:confirm")
+
+
+def test_scheduled_retry_and_periodic_sweep_in_a_long_running_worker(
+    make_app: AppFactory,
+    async_config: dict[str, t.Any],
+    make_smtp_server: t.Callable[[SMTPSink], SMTPServer],
+    start_worker: t.Callable[..., subprocess.Popen[str]],
+) -> None:
+    server = make_smtp_server(FlakySink(failures=1))
+    async_config.update(
+        server.config,
+        CONFIRM_RETRY_INTERVALS=[1],
+        CONFIRM_SWEEP_INTERVAL=1,
+        CONFIRM_SWEEP_AFTER=0,
+    )
+    app = make_app()
+    worker = start_worker("--with-scheduler")
+    register(app, "retried@example.org")  # fails once, retried a second later
+    with app.app_context():
+        # A request recorded while nothing was queued, as after a Redis outage.
+        db, User = models(app)["db"], models(app)["User"]
+        db.session.add(
+            User(email="swept@example.org", confirmation_requested_at=time_ago(0))
+        )
+        db.session.commit()
+    try:
+        wait_for(lambda: len(server.messages) >= 2, 30, "the retried and swept mails")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(20)
+    assert recipients(server) == {"retried@example.org": 1, "swept@example.org": 1}

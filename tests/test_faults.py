@@ -1,0 +1,92 @@
+"""Which send failures are retried, and how they are described."""
+
+from __future__ import annotations
+
+import smtplib
+
+import pytest
+from botocore.exceptions import ClientError
+from botocore.exceptions import EndpointConnectionError
+
+from flask_confirm.faults import ConfirmationBusy
+from flask_confirm.faults import describe
+from flask_confirm.faults import is_permanent
+from flask_confirm.faults import PermanentSendError
+from flask_confirm.faults import TransientSendError
+
+
+def client_error(code: str, status: int = 400) -> ClientError:
+    return ClientError(
+        {
+            "Error": {"Code": code, "Message": f"{code} happened"},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        },
+        "SendEmail",
+    )
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        smtplib.SMTPRecipientsRefused({"a@x.test": (550, b"5.1.1 No such user")}),
+        smtplib.SMTPDataError(554, b"5.7.1 Message rejected as spam"),
+        client_error("MessageRejected"),
+        client_error("InvalidParameterValue"),
+        PermanentSendError("bounced"),
+    ],
+)
+def test_permanent(error: BaseException) -> None:
+    assert is_permanent(error)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        smtplib.SMTPRecipientsRefused({"a@x.test": (450, b"4.2.0 Mailbox busy")}),
+        smtplib.SMTPRecipientsRefused(
+            {"a@x.test": (550, b"no"), "b@x.test": (451, b"later")}
+        ),
+        smtplib.SMTPDataError(451, b"4.3.0 Try again"),
+        smtplib.SMTPSenderRefused(553, b"sender not allowed", "from@x.test"),
+        smtplib.SMTPAuthenticationError(535, b"bad credentials"),
+        smtplib.SMTPServerDisconnected("Connection unexpectedly closed"),
+        ConnectionRefusedError(111, "Connection refused"),
+        TimeoutError("timed out"),
+        client_error("Throttling"),
+        client_error("TooManyRequestsException", 429),
+        client_error("InternalFailure", 500),
+        client_error("ServiceUnavailable", 503),
+        EndpointConnectionError(endpoint_url="https://email.us-east-1.amazonaws.com"),
+        TransientSendError("later"),
+        ConfirmationBusy("busy"),
+        RuntimeError("something unexpected"),
+    ],
+)
+def test_transient(error: BaseException) -> None:
+    assert not is_permanent(error)
+
+
+@pytest.mark.parametrize(
+    ("error", "text"),
+    [
+        (
+            smtplib.SMTPRecipientsRefused({"a@x.test": (550, b"5.1.1 No such user")}),
+            "SMTPRecipientsRefused: recipient refused: 550 5.1.1 No such user",
+        ),
+        (
+            smtplib.SMTPDataError(451, b"4.3.0 Try again"),
+            "SMTPDataError: 451 4.3.0 Try again",
+        ),
+        (client_error("Throttling"), "Throttling: Throttling happened"),
+        (
+            ConnectionRefusedError(111, "Connection refused"),
+            "ConnectionRefusedError: [Errno 111] Connection refused",
+        ),
+    ],
+)
+def test_describe(error: BaseException, text: str) -> None:
+    assert describe(error) == text
+
+
+def test_describe_is_bounded() -> None:
+    assert len(describe(RuntimeError("x" * 10_000))) == 500
