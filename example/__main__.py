@@ -111,6 +111,7 @@ def start_worker(stopping: threading.Event) -> subprocess.Popen[bytes]:
             "--app",
             "example.app:create_app",
             "confirm-worker",
+            "--with-scheduler",
         ],
         env=env,
         cwd=ROOT,

@@ -7,12 +7,16 @@ resend, and a protected monitoring dashboard.
 from __future__ import annotations
 
 from . import signals
+from .addresses import InvalidEmail
+from .decorators import confirmed_required
 from .errors import ConfigError
 from .errors import ConfirmError
 from .errors import TokenError
 from .errors import TokenExpired
 from .errors import TokenInvalid
 from .extension import Confirm
+from .faults import PermanentSendError
+from .faults import TransientSendError
 from .models import ConfirmableMixin
 from .senders import EmailMessage
 from .senders import Sender
@@ -23,9 +27,13 @@ __all__ = [
     "ConfirmError",
     "ConfirmableMixin",
     "EmailMessage",
+    "InvalidEmail",
+    "PermanentSendError",
     "Sender",
     "TokenError",
     "TokenExpired",
     "TokenInvalid",
+    "TransientSendError",
+    "confirmed_required",
     "signals",
 ]

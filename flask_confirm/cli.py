@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
+import os
+import signal
 import threading
 import typing as t
 
@@ -48,6 +52,14 @@ logger = logging.getLogger("flask_confirm")
 )
 @click.option("--max-jobs", type=click.IntRange(min=1), help="Stop after N jobs.")
 @click.option(
+    "--workers",
+    "-w",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Run N worker processes, forked from this one after the app is loaded.",
+)
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,
@@ -60,6 +72,7 @@ def worker_command(
     with_scheduler: bool,
     fork: bool,
     max_jobs: int | None,
+    workers: int,
     log_level: str,
 ) -> None:
     """Run an RQ worker that sends confirmation mails."""
@@ -79,6 +92,45 @@ def worker_command(
             " point CONFIRM_REDIS_URL at it."
         ) from e
 
+    _log_to_console(log_level.upper())
+    click.echo(
+        f"Flask-Confirm worker: queues {', '.join(queues or (settings.queue,))};"
+        f" sender {settings.sender}; Redis {_safe_url(settings.redis_url)};"
+        f" {workers} process(es), {'forking' if fork else 'in-process'} jobs."
+    )
+    run = functools.partial(
+        _work,
+        app,
+        confirm,
+        connection,
+        queues=queues or (settings.queue,),
+        burst=burst,
+        with_scheduler=with_scheduler,
+        fork=fork,
+        max_jobs=max_jobs,
+        log_level=log_level.upper(),
+    )
+    if workers == 1:
+        run()
+    else:
+        _supervise(run, workers, state.db)
+
+
+def _work(
+    app: Flask,
+    confirm: Confirm,
+    connection: Redis,
+    *,
+    queues: t.Sequence[str],
+    burst: bool,
+    with_scheduler: bool,
+    fork: bool,
+    max_jobs: int | None,
+    log_level: str,
+) -> None:
+    """Run one RQ worker until it stops. Internal."""
+    state = confirm._get_state(app)
+    settings = state.settings
     sweeper = None
     if with_scheduler:
         # Pending confirmations left by a Redis outage or a dead worker are
@@ -92,27 +144,77 @@ def worker_command(
     worker = worker_class(
         [
             Queue(name, connection=connection, job_class=state.job_class)
-            for name in (queues or (settings.queue,))
+            for name in queues
         ],
         connection=connection,
         job_class=state.job_class,
-    )
-    click.echo(
-        f"Flask-Confirm worker: queues {', '.join(q.name for q in worker.queues)};"
-        f" sender {settings.sender}; Redis {_safe_url(settings.redis_url)};"
-        f" {'forking' if fork else 'in-process'} jobs."
     )
     try:
         worker.work(
             burst=burst,
             with_scheduler=with_scheduler,
             max_jobs=max_jobs,
-            logging_level=log_level.upper(),
+            logging_level=log_level,
         )
     finally:
         if sweeper is not None:
             sweeper.stop()
         state.sender.close()
+
+
+def _supervise(run: t.Callable[[], None], count: int, db: t.Any) -> None:
+    """Fork ``count`` children that each ``run()``, and wait for them all.
+
+    SIGTERM is passed on to the children (each finishes its job in hand);
+    SIGINT from a terminal reaches them directly, as they share its process
+    group, so it is not passed on twice. Exits with the worst child status.
+    """
+    children: list[int] = []
+    for _ in range(count):
+        pid = os.fork()
+        if pid == 0:  # the child: fresh database connections, then work
+            status = 0
+            try:
+                for engine in db.engines.values():
+                    engine.dispose(close=False)
+                run()
+            except BaseException:
+                logger.exception("Worker process failed.")
+                status = 1
+            finally:
+                os._exit(status)
+        children.append(pid)
+
+    def forward(signum: int, frame: t.Any) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    worst = 0
+    for child in children:
+        while True:
+            try:
+                _, status = os.waitpid(child, 0)
+                break
+            except InterruptedError:  # pragma: no cover - PEP 475 retries
+                continue
+        code = os.waitstatus_to_exitcode(status)
+        worst = max(worst, 1 if code < 0 else code)  # < 0: killed by a signal
+    if worst:
+        raise SystemExit(worst)
+
+
+def _log_to_console(level: str) -> None:
+    """Show Flask-Confirm's own log next to RQ's, unless the app has set up
+    logging for it already."""
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
 
 
 class _PeriodicSweep(threading.Thread):

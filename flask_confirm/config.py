@@ -13,6 +13,8 @@ import typing as t
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .limits import parse_limit
+from .limits import Window
 
 if t.TYPE_CHECKING:
     from flask import Flask
@@ -39,6 +41,11 @@ class Keys:
     SWEEP_INTERVAL = "CONFIRM_SWEEP_INTERVAL"
     RETRIES = "CONFIRM_RETRIES"
     RETRY_INTERVALS = "CONFIRM_RETRY_INTERVALS"
+    RESEND_ADDRESS_LIMIT = "CONFIRM_RESEND_ADDRESS_LIMIT"
+    RESEND_IP_LIMIT = "CONFIRM_RESEND_IP_LIMIT"
+    MAX_CONTENT_LENGTH = "CONFIRM_MAX_CONTENT_LENGTH"
+    MAX_SEND_RATE = "CONFIRM_MAX_SEND_RATE"
+    BATCH_SIZE = "CONFIRM_BATCH_SIZE"
 
 
 #: Defaults put into ``app.config`` with ``setdefault``. ``CONFIRM_ASYNC`` and
@@ -60,6 +67,11 @@ DEFAULTS: dict[str, t.Any] = {
     Keys.SWEEP_INTERVAL: 60,
     Keys.RETRIES: 5,
     Keys.RETRY_INTERVALS: (10, 60, 300, 900, 3600),
+    Keys.RESEND_ADDRESS_LIMIT: "1 per 3 minutes; 5 per day",
+    Keys.RESEND_IP_LIMIT: "20 per hour",
+    Keys.MAX_CONTENT_LENGTH: 16 * 1024,
+    Keys.MAX_SEND_RATE: None,
+    Keys.BATCH_SIZE: 50,
 }
 
 #: The senders that can be named by a short name in ``CONFIRM_SENDER``.
@@ -91,6 +103,11 @@ class Settings:
     sweep_interval: int
     retries: int
     retry_intervals: tuple[int, ...]
+    resend_address_limit: tuple[Window, ...]
+    resend_ip_limit: tuple[Window, ...]
+    max_content_length: int
+    send_rate: Window | None
+    batch_size: int
 
 
 def load(app: Flask) -> Settings:
@@ -152,6 +169,13 @@ def load(app: Flask) -> Settings:
         sweep_interval=_require_positive_int(config, Keys.SWEEP_INTERVAL),
         retries=_require_int(config, Keys.RETRIES, minimum=0),
         retry_intervals=_retry_intervals(config[Keys.RETRY_INTERVALS]),
+        resend_address_limit=_limit(config, Keys.RESEND_ADDRESS_LIMIT),
+        resend_ip_limit=_limit(config, Keys.RESEND_IP_LIMIT),
+        max_content_length=_require_positive_int(
+            config, Keys.MAX_CONTENT_LENGTH, "bytes"
+        ),
+        send_rate=_send_rate(config[Keys.MAX_SEND_RATE]),
+        batch_size=_require_int(config, Keys.BATCH_SIZE, minimum=1),
     )
 
 
@@ -162,13 +186,49 @@ def _require_str(config: t.Mapping[str, t.Any], key: str) -> str:
     return value
 
 
-def _require_positive_int(config: t.Mapping[str, t.Any], key: str) -> int:
+def _require_positive_int(
+    config: t.Mapping[str, t.Any], key: str, unit: str = "seconds"
+) -> int:
     value = config[key]
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(
-            f"{key} must be a positive whole number of seconds, not {value!r}."
+            f"{key} must be a positive whole number of {unit}, not {value!r}."
         )
     return value
+
+
+#: Stretches the send window a little, so that what the provider receives,
+#: after network jitter, stays under its limit too.
+SEND_WINDOW_MARGIN = 0.05
+
+
+def _send_rate(value: t.Any) -> Window | None:
+    """``20`` messages/s -> at most 20 sends in any 1.05 s; ``0.5`` -> 1 in
+    2.05 s."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(
+            f"{Keys.MAX_SEND_RATE} must be a number of messages per second above"
+            f" 0 (your provider's quota, e.g. 14 for SES), or None; got {value!r}."
+        )
+    limit = max(1, round(value))
+    return Window(limit, limit / value + SEND_WINDOW_MARGIN)
+
+
+def _limit(config: t.Mapping[str, t.Any], key: str) -> tuple[Window, ...]:
+    value = config[key]
+    if value is None:
+        return ()
+    if not isinstance(value, str):
+        raise ConfigError(
+            f"{key} must be a string such as '5 per day; 1 per 3 minutes', or"
+            f" None for no limit; got {value!r}."
+        )
+    try:
+        return parse_limit(value)
+    except ValueError as e:
+        raise ConfigError(f"{key} = {value!r}: {e}.") from None
 
 
 def _require_int(config: t.Mapping[str, t.Any], key: str, minimum: int) -> int:

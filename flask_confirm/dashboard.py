@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typing as t
+from urllib.parse import urlsplit
 
 from flask import abort
 from flask import request
@@ -53,3 +54,25 @@ def mount_dashboard(app: Flask, confirm: Confirm) -> None:
             )
         if not auth():
             abort(403, description="You may not see this dashboard.")
+        changes_state = (
+            request.method not in SAFE_METHODS
+            or request.endpoint in STATE_CHANGING_GET_ENDPOINTS
+        )
+        if changes_state and not _same_origin():
+            # rq-dashboard's actions (requeue, delete, empty) have no CSRF
+            # protection of their own; a browser names the page that sent a
+            # request in Origin (or at least Referer).
+            abort(403, description="Cross-site dashboard actions are refused.")
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: rq-dashboard endpoints that change state even on GET.
+STATE_CHANGING_GET_ENDPOINTS = frozenset({"rq_dashboard.requeue_all"})
+
+
+def _same_origin() -> bool:
+    source = request.headers.get("Origin") or request.headers.get("Referer")
+    if not source or source == "null":
+        return False
+    parts = urlsplit(source)
+    return (parts.scheme, parts.netloc) == (request.scheme, request.host)

@@ -26,12 +26,14 @@ from .config import load
 from .config import Settings
 from .errors import ConfigError
 from .errors import TokenInvalid
+from .limits import RateLimiter
 from .models import as_utc
 from .models import state_filters
 from .models import utcnow
 from .senders import EmailMessage
 from .senders import make_sender
 from .tasks import make_job_class
+from .tasks import send_batch_job
 from .tasks import send_confirmation_job
 from .tokens import address_digest
 from .tokens import TokenSerializer
@@ -49,6 +51,8 @@ logger = logging.getLogger("flask_confirm")
 
 DashboardAuth = t.Callable[[], bool]
 _DashboardAuthT = t.TypeVar("_DashboardAuthT", bound=DashboardAuth)
+UserLoader = t.Callable[[], t.Any]
+_UserLoaderT = t.TypeVar("_UserLoaderT", bound=UserLoader)
 
 
 @dataclasses.dataclass
@@ -63,6 +67,7 @@ class _State:
     redis: Redis
     queue: Queue
     job_class: type[Job]
+    limiter: RateLimiter
 
 
 class Confirm:
@@ -84,6 +89,8 @@ class Confirm:
     :param user_model: the user model, a :class:`.ConfirmableMixin` subclass.
     :param dashboard_auth: a callable that returns true to let the current
         request see the RQ dashboard; see :meth:`dashboard_auth`.
+    :param user_loader: a callable that returns the signed-in user or
+        ``None``, for :func:`.confirmed_required`; see :meth:`user_loader`.
     """
 
     def __init__(
@@ -93,8 +100,10 @@ class Confirm:
         db: SQLAlchemy | None = None,
         user_model: type[ConfirmableMixin] | None = None,
         dashboard_auth: DashboardAuth | None = None,
+        user_loader: UserLoader | None = None,
     ) -> None:
         self._db = db
+        self._user_loader: UserLoader | None = user_loader
         self._user_model = user_model
         self._dashboard_auth: DashboardAuth | None = dashboard_auth
         self._states: weakref.WeakKeyDictionary[Flask, _State] = (
@@ -157,6 +166,7 @@ class Confirm:
             redis=redis,
             queue=Queue(settings.queue, connection=redis, job_class=job_class),
             job_class=job_class,
+            limiter=RateLimiter(redis),
         )
         self._states[app] = state
         app.extensions["confirm"] = self
@@ -212,6 +222,32 @@ class Confirm:
         self._dashboard_auth = func
         return func
 
+    def user_loader(self, func: _UserLoaderT) -> _UserLoaderT:
+        """Register the callable that returns the signed-in user (or ``None``)
+        for :func:`.confirmed_required`. Not needed with Flask-Login, whose
+        ``current_user`` is used when no loader is registered."""
+        self._user_loader = func
+        return func
+
+    def current_user(self) -> t.Any:
+        """The signed-in user, or ``None``: from :meth:`user_loader`, or from
+        Flask-Login's ``current_user`` when the app uses Flask-Login.
+
+        :raises RuntimeError: neither is available.
+        """
+        if self._user_loader is not None:
+            return self._user_loader()
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        if getattr(app, "login_manager", None) is not None:
+            from flask_login import current_user
+
+            user = current_user._get_current_object()
+            return user if user.is_authenticated else None
+        raise RuntimeError(
+            "confirmed_required needs to know who is signed in: set up"
+            " Flask-Login, or register a loader with @confirm.user_loader."
+        )
+
     def send_confirmation(self, user: ConfirmableMixin) -> str | None:
         """Ask for a confirmation link to be mailed to ``user``, durably.
 
@@ -262,28 +298,69 @@ class Confirm:
         signals.confirmation_requested.send(app, user=user, job_id=job_id)
         return job_id
 
-    def _enqueue(self, state: _State, user_ids: t.Sequence[UserId]) -> list[str]:
-        """Queue one send job per id, in one round trip. Internal."""
+    def send_many(
+        self, users: t.Iterable[ConfirmableMixin], *, batch_size: int | None = None
+    ) -> int:
+        """Ask for confirmations for many users at once (a migration, a
+        re-send to everyone unconfirmed): one commit, then jobs of
+        ``batch_size`` users each (default :data:`CONFIRM_BATCH_SIZE`), queued
+        in pipelined round trips. Each batch job sends over one connection, with
+        the same per-user state, locking and retry rules as single sends.
+
+        :return: how many confirmations were requested.
+        """
+        state = self._get_state()
+        users = list(users)
+        now = utcnow()
+        for user in users:
+            user.confirmation_requested_at = now
+            state.db.session.add(user)
+        state.db.session.commit()
+        user_ids = [_primary_key(state, user) for user in users]
+        self._enqueue(state, user_ids, batch_size)
+        return len(user_ids)
+
+    def _enqueue(
+        self,
+        state: _State,
+        user_ids: t.Sequence[UserId],
+        batch_size: int | None = 1,
+    ) -> list[str]:
+        """Queue send jobs for ``user_ids``: one per user (``batch_size`` 1) or
+        one per batch, pipelined 1,000 jobs per round trip. Internal."""
         settings = state.settings
+        size = batch_size or settings.batch_size
         retry = (
             Retry(max=settings.retries, interval=list(settings.retry_intervals))
             if settings.retries
             else None
         )
-        with state.redis.pipeline() as pipe:
-            jobs = [
-                state.queue.enqueue_call(
-                    send_confirmation_job,
-                    args=(user_id,),
-                    description=f"confirmation for user {user_id!r}",
-                    timeout=settings.job_timeout,
-                    retry=retry,
-                    pipeline=pipe,
-                )
-                for user_id in user_ids
-            ]
-            pipe.execute()
-        return [job.id for job in jobs]
+        job_ids: list[str] = []
+        chunks = [user_ids[i : i + size] for i in range(0, len(user_ids), size)]
+        for first in range(0, len(chunks), 1000):
+            with state.redis.pipeline() as pipe:
+                for chunk in chunks[first : first + 1000]:
+                    func: t.Callable[..., t.Any]
+                    args: tuple[t.Any, ...]
+                    if size == 1:
+                        func, args = send_confirmation_job, (chunk[0],)
+                        description = f"confirmation for user {chunk[0]!r}"
+                        timeout = settings.job_timeout
+                    else:
+                        func, args = send_batch_job, (list(chunk),)
+                        description = f"confirmations for {len(chunk)} users"
+                        timeout = settings.job_timeout * len(chunk)
+                    job = state.queue.enqueue_call(
+                        func,
+                        args=args,
+                        description=description,
+                        timeout=timeout,
+                        retry=retry,
+                        pipeline=pipe,
+                    )
+                    job_ids.append(job.id)
+                pipe.execute()
+        return job_ids
 
     def sweep(self, older_than: int | None = None, *, hold_lock: int = 0) -> int:
         """Queue again every confirmation requested but not yet sent.
@@ -301,7 +378,8 @@ class Confirm:
             which leaves the ones whose first job is still on its way.
         :param hold_lock: keep the lock this many seconds after the sweep, so
             that periodic sweeps on many workers run once per period.
-        :return: how many jobs were queued; 0 if another sweep holds the lock.
+        :return: how many confirmations were queued (in jobs of
+            :data:`CONFIRM_BATCH_SIZE`); 0 if another sweep holds the lock.
         """
         state = self._get_state()
         settings = state.settings
@@ -321,8 +399,7 @@ class Confirm:
             )
             user_ids = list(state.db.session.scalars(query))
             state.db.session.rollback()
-            for start in range(0, len(user_ids), 1000):
-                self._enqueue(state, user_ids[start : start + 1000])
+            self._enqueue(state, user_ids, batch_size=None)
             if user_ids:
                 logger.info("Sweep queued %d pending confirmation(s).", len(user_ids))
             return len(user_ids)
@@ -382,8 +459,7 @@ class Confirm:
             user.confirmation_requested_at = now
         state.db.session.commit()
         user_ids = [_primary_key(state, user) for user in users]
-        for start in range(0, len(user_ids), 1000):
-            self._enqueue(state, user_ids[start : start + 1000])
+        self._enqueue(state, user_ids, batch_size=None)
         return len(user_ids)
 
     def make_token(self, user: ConfirmableMixin) -> str:

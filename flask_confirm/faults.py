@@ -18,6 +18,10 @@ from .errors import ConfirmError
 
 #: SES error codes that will not change by trying again.
 SES_PERMANENT_CODES = frozenset({"MessageRejected", "InvalidParameterValue"})
+#: SES error codes that mean "slow down".
+SES_THROTTLING_CODES = frozenset(
+    {"Throttling", "ThrottlingException", "TooManyRequestsException"}
+)
 
 
 class SendError(ConfirmError):
@@ -57,6 +61,12 @@ def is_permanent(error: BaseException) -> bool:
         return 500 <= error.smtp_code < 600
     code = _client_error_code(error)
     return code in SES_PERMANENT_CODES
+
+
+def is_throttling(error: BaseException) -> bool:
+    """Whether ``error`` says we send faster than the provider allows: the
+    answer is to slow down, not to fail the job."""
+    return _client_error_code(error) in SES_THROTTLING_CODES
 
 
 def describe(error: BaseException) -> str:

@@ -37,6 +37,7 @@ class EmailMessage:
     to: str
     #: The From header, as in :data:`CONFIRM_MAIL_FROM`.
     sender: str
+    #: The subject, as in :data:`CONFIRM_SUBJECT`.
     subject: str
     #: The plain-text part.
     text: str
@@ -50,8 +51,11 @@ class Sender(t.Protocol):
 
     A class named in :data:`CONFIRM_SENDER` is called once per process with the
     application (``SenderClass(app)``) and must return an object with these
-    methods. :meth:`send` raises on failure; the worker records the failure,
-    sends :data:`.confirmation_failed` and lets RQ keep the failed job.
+    methods. :meth:`send` raises on failure: raise
+    :class:`.PermanentSendError` for a refusal that retrying cannot change,
+    :class:`.TransientSendError` (or anything else) for one worth retrying.
+    The worker records the reason on the user and lets RQ retry transient
+    failures; :data:`.confirmation_failed` is sent when no retry follows.
     """
 
     def send(self, message: EmailMessage) -> str | None:

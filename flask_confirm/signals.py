@@ -26,8 +26,12 @@ confirmation_requested = _signals.signal(
     doc="""Sent by :meth:`.Confirm.send_confirmation` once the request is recorded.
 
     :param user: the user the link is for.
-    :param job_id: the id of the queued job, or ``None`` if Redis could not be
-        reached (the request stays recorded and can be sent again later).
+    :param job_id: the id of the queued job; ``"inline-..."`` when
+        :data:`CONFIRM_ASYNC` is false; ``None`` if Redis could not be reached
+        (the request stays recorded and the sweeper queues it later).
+
+    Not sent for bulk requests (:meth:`.Confirm.send_many`, sweeps,
+    :meth:`.Confirm.retry_failed`).
     """,
 )
 
@@ -42,10 +46,14 @@ confirmation_sent = _signals.signal(
 
 confirmation_failed = _signals.signal(
     "confirmation-failed",
-    doc="""Sent by the worker when sending the message raised.
+    doc="""Sent by the worker when sending failed and no retry follows: the
+    failure was permanent, the retries are spent, or the job ran inline.
 
     :param user: the user the link was for.
     :param error: the exception raised by the sender.
+    :param permanent: whether the failure was classified permanent
+        (:func:`.faults.is_permanent`); transient ones stay pending for the
+        sweeper.
     """,
 )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import time
 import typing as t
 import weakref
 
@@ -22,6 +23,8 @@ from . import signals
 from .faults import ConfirmationBusy
 from .faults import describe
 from .faults import is_permanent
+from .faults import is_throttling
+from .faults import TransientSendError
 from .models import utcnow
 
 if t.TYPE_CHECKING:
@@ -29,6 +32,7 @@ if t.TYPE_CHECKING:
 
     from .extension import _State
     from .extension import Confirm
+    from .senders import EmailMessage
     from .tokens import UserId
 
 logger = logging.getLogger("flask_confirm")
@@ -82,26 +86,98 @@ def send_confirmation_job(user_id: UserId) -> str | None:
     """
     confirm = current_app.extensions["confirm"]
     state = confirm._get_state()
-    lock = None
-    if state.settings.is_async:
-        lock = state.redis.lock(
-            f"flask-confirm:lock:{state.settings.queue}:{user_id}",
-            timeout=state.settings.job_timeout + 5,
-            blocking=False,
+    with _user_lock(state, user_id):
+        return _send(confirm, state, user_id, in_batch=False)
+
+
+def send_batch_job(user_ids: list[UserId]) -> dict[str, int]:
+    """Mail confirmation links to many users over one connection. Runs in the
+    worker; bulk sends (:meth:`.Confirm.send_many`, sweeps) queue these.
+
+    Each confirmation follows the rules of :func:`send_confirmation_job`: its
+    own lock, re-check, state and failure record. A permanent failure affects
+    only its user. If any failed transiently, the job raises at the end so
+    that RQ retries it; the retry skips those already sent or failed for good,
+    so it sends only what is still owed.
+
+    :return: counts of ``sent``, ``skipped`` and ``failed`` confirmations.
+    """
+    confirm = current_app.extensions["confirm"]
+    state = confirm._get_state()
+    counts = {"sent": 0, "skipped": 0, "failed": 0}
+    transient = 0
+    for user_id in user_ids:
+        try:
+            with _user_lock(state, user_id):
+                sent = _send(confirm, state, user_id, in_batch=True)
+        except Exception as e:
+            counts["failed"] += 1
+            if not is_permanent(e):
+                transient += 1
+            continue
+        counts["sent" if sent is not None else "skipped"] += 1
+    if transient:
+        raise TransientSendError(
+            f"{transient} of {len(user_ids)} confirmations failed for now;"
+            " the retry sends only those still owed."
         )
-        if not lock.acquire():
-            raise ConfirmationBusy(
-                f"Another worker is sending the confirmation for user {user_id!r}."
-            )
+    return counts
+
+
+@contextlib.contextmanager
+def _user_lock(state: _State, user_id: UserId) -> t.Iterator[None]:
+    """Hold the per-user send lock, so two jobs for one user never overlap.
+    Not needed (and Redis maybe absent) when jobs run inline."""
+    if not state.settings.is_async:
+        yield
+        return
+    lock = state.redis.lock(
+        f"flask-confirm:lock:{state.settings.queue}:{user_id}",
+        timeout=state.settings.job_timeout + 5,
+        blocking=False,
+    )
+    if not lock.acquire():
+        raise ConfirmationBusy(
+            f"Another worker is sending the confirmation for user {user_id!r}."
+        )
     try:
-        return _send(confirm, state, user_id)
+        yield
     finally:
-        if lock is not None:
-            with contextlib.suppress(LockError):
-                lock.release()
+        with contextlib.suppress(LockError):
+            lock.release()
 
 
-def _send(confirm: Confirm, state: _State, user_id: UserId) -> str | None:
+#: Times a job re-sends after a provider says "too fast", before it gives up
+#: and lets RQ retry it later.
+THROTTLE_ATTEMPTS = 5
+
+
+def _send_within_rate(state: _State, message: EmailMessage) -> str | None:
+    """Send ``message``, keeping to :data:`CONFIRM_MAX_SEND_RATE` across every
+    worker on every host (a sliding window in Redis). When the provider still
+    answers "throttled", the window is filled for a period, so all workers
+    pause, and the message is sent again: a throttle slows the queue down
+    instead of failing jobs."""
+    window = state.settings.send_rate
+    if window is None or not state.settings.is_async:
+        return state.sender.send(message)
+    limiter, scope = state.limiter, "send"
+    for attempt in range(1, THROTTLE_ATTEMPTS + 1):
+        while (wait := limiter.hit(scope, state.settings.queue, [window])) > 0:
+            time.sleep(wait)
+        try:
+            return state.sender.send(message)
+        except Exception as e:
+            if not is_throttling(e) or attempt == THROTTLE_ATTEMPTS:
+                raise
+            logger.info("Provider throttled sending; pausing all workers.")
+            limiter.fill(scope, state.settings.queue, window)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _send(
+    confirm: Confirm, state: _State, user_id: UserId, *, in_batch: bool
+) -> str | None:
     db = state.db
     user = db.session.get(state.user_model, user_id)
     if user is None or user.confirmation_state != "requested":
@@ -112,14 +188,14 @@ def _send(confirm: Confirm, state: _State, user_id: UserId) -> str | None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     message = confirm.render_message(user)
     try:
-        message_id: str | None = state.sender.send(message)
+        message_id = _send_within_rate(state, message)
     except Exception as e:
         db.session.rollback()
         permanent = is_permanent(e)
         job = get_current_job()
-        if permanent and job is not None:
+        if permanent and job is not None and not in_batch:
             job.retries_left = 0  # RQ retries only while this is positive
-        retrying = job is not None and bool(job.retries_left)
+        retrying = not permanent and job is not None and bool(job.retries_left)
         reason = describe(e)
         user.confirmation_error = reason
         if permanent:

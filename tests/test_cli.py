@@ -112,3 +112,28 @@ def test_worker_requires_external_url(
     result = run_worker("--burst", CONFIRM_EXTERNAL_URL=value)
     assert result.returncode != 0
     assert "CONFIRM_EXTERNAL_URL" in result.stderr
+
+
+def test_workers_option_runs_several_processes(
+    make_app: AppFactory,
+    app_config: dict[str, t.Any],
+    smtp_server: SMTPServer,
+    run_worker: t.Callable[..., t.Any],
+    tmp_path: t.Any,
+) -> None:
+    app_config.update(
+        smtp_server.config,
+        CONFIRM_ASYNC=True,
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'pool.sqlite'}",
+    )
+    app = make_app()
+    client = app.test_client()
+    emails = [f"user{i}@example.org" for i in range(40)]
+    for email in emails:
+        assert client.post("/register", data={"email": email}).status_code == 201
+    result = run_worker("--burst", "--workers", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 process(es)" in result.stdout
+    assert sorted(str(m["To"]) for m in smtp_server.messages) == sorted(emails)
+    names = set(re.findall(r"Worker ([0-9a-f]{32}): done, quitting", result.stdout))
+    assert len(names) == 2

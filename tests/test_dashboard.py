@@ -392,3 +392,60 @@ def test_job_data_holds_only_the_user_id(
             assert secret not in dumped, secret
     for secret in secrets:
         assert secret not in page.get_data(as_text=True), secret
+
+
+# -- cross-site actions ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Origin": "https://evil.test"},
+        {"Origin": "null"},
+        {"Referer": "https://evil.test/rq/"},
+        {"Origin": "https://localhost"},  # right host, wrong scheme
+        {"Origin": "http://localhost.evil.test"},
+    ],
+)
+def test_cross_site_action_is_refused(
+    async_app: Flask, headers: dict[str, str]
+) -> None:
+    confirm_of(async_app).dashboard_auth(lambda: True)
+    client = async_app.test_client()
+    job_id = register(client)["job_id"]
+    response = client.post(f"/rq/job/{job_id}/delete", headers=headers)
+    assert response.status_code == 403
+    assert b"Cross-site" in response.data
+    assert queues_json(client)["confirm"]["count"] == 1  # nothing was deleted
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Origin": "http://localhost"}, {"Referer": "http://localhost/rq/0/view/jobs"}],
+)
+def test_same_origin_action_is_allowed(
+    async_app: Flask, headers: dict[str, str]
+) -> None:
+    confirm_of(async_app).dashboard_auth(lambda: True)
+    client = async_app.test_client()
+    job_id = register(client)["job_id"]
+    response = client.post(f"/rq/job/{job_id}/delete", headers=headers)
+    assert response.status_code == 200
+    assert queues_json(client)["confirm"]["count"] == 0
+
+
+def test_reading_needs_no_origin(async_app: Flask) -> None:
+    confirm_of(async_app).dashboard_auth(lambda: True)
+    response = async_app.test_client().get("/rq/0/data/queues.json")
+    assert response.status_code == 200
+
+
+def test_requeue_all_by_get_needs_same_origin(async_app: Flask) -> None:
+    # rq-dashboard accepts GET for this action: an <img> on another site
+    # must not be able to trigger it.
+    confirm_of(async_app).dashboard_auth(lambda: True)
+    client = async_app.test_client()
+    assert client.get("/rq/requeue/confirm").status_code == 403
+    allowed = client.get("/rq/requeue/confirm", headers={"Origin": "http://localhost"})
+    assert allowed.status_code == 200

@@ -4,6 +4,7 @@ resend, with the memory sender and ``CONFIRM_ASYNC`` false."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import re
 import typing as t
 
@@ -11,6 +12,7 @@ import pytest
 from flask import get_flashed_messages
 from freezegun import freeze_time
 from itsdangerous import URLSafeTimedSerializer
+from werkzeug.urls import iri_to_uri
 
 from flask_confirm import signals
 from flask_confirm.tokens import address_digest
@@ -517,7 +519,9 @@ def test_mailed_link_ignores_the_request_host(
     resent = client.post(
         "/confirm/resend", data={"email": "ada@example.org"}, headers=headers
     )
-    assert resent.status_code == 302
+    assert resent.status_code == 200
+    assert RESEND_MESSAGE in text(resent)
+    assert "evil" not in text(resent)
     mails = outbox(app)
     assert len(mails) == 2
     for mail in mails:
@@ -549,6 +553,27 @@ def test_mail_is_addressed_to_the_user(app: Flask, client: FlaskClient) -> None:
 
 
 # -- resend ---------------------------------------------------------------------
+#
+# POST /confirm/resend answers 200 with the resend page and RESEND_MESSAGE for
+# every well-formed address (never a redirect, never a flash), 400 for bad
+# input and 429 over the per-client limit. The limits themselves are tested in
+# test_limits.py; here they are at their defaults unless a test says otherwise.
+
+
+def resend(client: FlaskClient, email: str, **kwargs: t.Any) -> TestResponse:
+    return client.post("/confirm/resend", data={"email": email}, **kwargs)
+
+
+def assert_resend_page(response: TestResponse) -> None:
+    """The one answer resend gives to a well-formed address."""
+    assert response.status_code == 200, text(response)
+    assert response.location is None
+    assert response.mimetype == "text/html"
+    body = text(response)
+    assert f'<p role="status">{RESEND_MESSAGE}</p>' in body
+    assert 'role="alert"' not in body
+    assert "<form" in body  # another address can be entered at once
+    assert "Set-Cookie" not in response.headers
 
 
 def test_resend_form(client: FlaskClient) -> None:
@@ -561,17 +586,24 @@ def test_resend_form(client: FlaskClient) -> None:
     assert 'action="/confirm/resend"' in form.group(0)
     assert re.search(r"<input[^>]*name=\"email\"", form.group(0))
     assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert RESEND_MESSAGE not in body
 
 
-def test_resend_sends_a_new_link(db_app: Flask, db_client: FlaskClient) -> None:
+def test_resend_sends_a_new_link(make_app: AppFactory, database_url: str) -> None:
+    # Ada asks twice within three minutes: the second request must send nothing
+    # because she is confirmed by then, which the per-address limit would hide.
+    # So that limit is off here, deliberately; test_limits.py covers it.
+    db_app = make_app(
+        SQLALCHEMY_DATABASE_URI=database_url, CONFIRM_RESEND_ADDRESS_LIMIT=None
+    )
+    db_client = db_app.test_client()
     user_id, first_path = register_for_link(db_app, db_client, "ada@example.org")
     assert first_path.startswith("/confirm/")
     requested_at = get_user(db_app, user_id).confirmation_requested_at
 
-    response = db_client.post("/confirm/resend", data={"email": "ada@example.org"})
-    assert response.status_code == 302
-    assert response.location == "/"
-    assert flashes(db_client) == [("info", RESEND_MESSAGE)]
+    response = resend(db_client, "ada@example.org")
+    assert_resend_page(response)
+    assert flashes(db_client) == []
 
     mails = outbox(db_app)
     assert len(mails) == 2
@@ -581,32 +613,33 @@ def test_resend_sends_a_new_link(db_app: Flask, db_client: FlaskClient) -> None:
 
     assert db_client.post(new_path).status_code == 302
     assert get_user(db_app, user_id).email_confirmed
-    # Now confirmed: no more mail.
-    db_client.post("/confirm/resend", data={"email": "ada@example.org"})
+    # Now confirmed: no more mail, and the same page as before.
+    take_flashes(db_client)
+    again = resend(db_client, "ada@example.org")
+    assert_resend_page(again)
+    assert again.get_data() == response.get_data()
     assert len(outbox(db_app)) == 2
 
 
-def test_resend_custom_redirect(make_app: AppFactory) -> None:
+def test_resend_ignores_the_redirect_url(make_app: AppFactory) -> None:
+    # CONFIRM_REDIRECT_URL used to be where resend went, with a flashed message;
+    # now the answer is the resend page itself, wherever that setting points.
     app = make_app(CONFIRM_REDIRECT_URL="/welcome")
     add_flash_page(app, "/welcome")
     client = app.test_client()
     register(client, "ada@example.org")
-    response = client.post(
-        "/confirm/resend", data={"email": "ada@example.org"}, follow_redirects=True
-    )
-    assert response.json == {"page": "/welcome", "flashes": [["info", RESEND_MESSAGE]]}
+    response = resend(client, "ada@example.org")
+    assert_resend_page(response)
+    assert len(outbox(app)) == 2
+    # Nothing was left in the session for the next page to show.
+    assert flashes(client) == []
+    assert client.get("/welcome").json == {"page": "/welcome", "flashes": []}
 
 
-def _resend_answer(client: FlaskClient, email: str) -> tuple[t.Any, ...]:
-    response = client.post("/confirm/resend", data={"email": email})
-    answer = (
-        response.status_code,
-        response.location,
-        response.get_data(),
-        tuple(sorted(k for k, _ in response.headers if k != "Set-Cookie")),
-        tuple(take_flashes(client)),
-    )
-    return answer
+def _answer(response: TestResponse) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Everything a client can see of a response: status, headers (names,
+    values, order) and body."""
+    return response.status_code, response.headers.to_wsgi_list(), response.get_data()
 
 
 def test_resend_answers_alike_for_every_address(
@@ -615,19 +648,41 @@ def test_resend_answers_alike_for_every_address(
     register(db_client, "ada@example.org")
     grace_id, path = register_for_link(db_app, db_client, "grace@example.org")
     assert db_client.post(path).status_code == 302
-    assert take_flashes(db_client) == [("success", CONFIRMED_MESSAGE)]
     assert len(outbox(db_app)) == 2
     grace = get_user(db_app, grace_id)
 
-    unconfirmed = _resend_answer(db_client, "ada@example.org")
+    # A visitor with a session of their own (no flashes waiting in it).
+    visitor = db_app.test_client()
+    unknown = resend(visitor, "nobody@example.org")
+    assert len(outbox(db_app)) == 2
+    unconfirmed = resend(visitor, "ada@example.org")
     assert len(outbox(db_app)) == 3
-    unknown = _resend_answer(db_client, "nobody@example.org")
+    confirmed = resend(visitor, "grace@example.org")
     assert len(outbox(db_app)) == 3
-    confirmed = _resend_answer(db_client, "grace@example.org")
+    # Ada again at once, deliberately: over her address's limit (1 per 3
+    # minutes), so nothing is sent, and the answer must not say so.
+    over_limit = resend(visitor, "ada@example.org")
+    assert len(outbox(db_app)) == 3
+    # Typed differently, the same address shares the same limit.
+    over_limit_other_case = resend(visitor, "  ADA@Example.ORG ")
+    assert len(outbox(db_app)) == 3
+    unknown_again = resend(visitor, "nobody@example.org")
     assert len(outbox(db_app)) == 3
 
-    assert unconfirmed[0] == 302
-    assert unconfirmed == unknown == confirmed
+    responses = {
+        "unknown": unknown,
+        "unconfirmed": unconfirmed,
+        "confirmed": confirmed,
+        "over-limit": over_limit,
+        "over-limit-other-case": over_limit_other_case,
+        "unknown-again": unknown_again,
+    }
+    for name, response in responses.items():
+        assert_resend_page(response)
+        assert not any(k.lower() == "set-cookie" for k, _ in response.headers), name
+        assert _answer(response) == _answer(unknown), name
+    assert flashes(visitor) == []
+
     # Nothing was recorded for the confirmed user, nor anyone created.
     after = get_user(db_app, grace_id)
     assert after.confirmation_requested_at == grace.confirmation_requested_at
@@ -645,6 +700,7 @@ def test_resend_answers_alike_for_every_address(
         ({"email": "   "}, "Please enter your email address."),
         ({"email": "a" * 243 + "@example.org"}, "That email address is too long."),
         ({"email": "a" * 10_000 + "@example.org"}, "That email address is too long."),
+        ({"email": "a" * 65 + "@example.org"}, "That email address is too long."),
         (
             {"email": "ada@example.org\r\nBcc: eve@example.org"},
             "That does not look like an email address.",
@@ -657,13 +713,35 @@ def test_resend_answers_alike_for_every_address(
             {"email": "ada@example.org\r\nX-Injected: yes"},
             "That does not look like an email address.",
         ),
+        ({"email": "ada@example.org\n"}, "That does not look like an email address."),
         ({"email": "ada@exa\nmple.org"}, "That does not look like an email address."),
         ({"email": "ada@example\x00.org"}, "That does not look like an email address."),
+        (
+            {"email": "ada lovelace@example.org"},
+            "That does not look like an email address.",
+        ),
+        ({"email": "ada\t@example.org"}, "That does not look like an email address."),
         ({"email": "ada.example.org"}, "That does not look like an email address."),
         ({"email": "ada@@example.org"}, "That does not look like an email address."),
+        ({"email": "ada@b@example.org"}, "That does not look like an email address."),
         ({"email": "@example.org"}, "That does not look like an email address."),
         ({"email": "ada@"}, "That does not look like an email address."),
-        ({"email": "ada@localhost"}, "That does not look like an email address."),
+        # RFC 5321 allows a dotless domain, but no mail is delivered to one on
+        # the public internet: refused, as a domain that cannot be right.
+        ({"email": "ada@localhost"}, "The domain of that address is not valid."),
+        ({"email": "ada@example.123"}, "The domain of that address is not valid."),
+        ({"email": "ada@192.168.0.1"}, "The domain of that address is not valid."),
+        ({"email": "ada@exa_mple.org"}, "The domain of that address is not valid."),
+        ({"email": "ada@-example.org"}, "The domain of that address is not valid."),
+        ({"email": "ada@example..org"}, "The domain of that address is not valid."),
+        (
+            {"email": "ada@" + "ü" * 60 + ".org"},
+            "The domain of that address is not valid.",
+        ),
+        (
+            {"email": "ada\u202e@example.org"},
+            "That does not look like an email address.",
+        ),
     ],
     ids=[
         "missing",
@@ -671,16 +749,28 @@ def test_resend_answers_alike_for_every_address(
         "blank",
         "255-chars",
         "10k-chars",
+        "65-char-local-part",
         "crlf-bcc",
         "crlf-local",
         "crlf-header",
+        "trailing-lf",
         "lf",
         "nul",
+        "space-inside",
+        "tab-inside",
         "no-at",
         "two-ats",
+        "two-ats-apart",
         "no-local",
         "no-domain",
         "dotless-domain",
+        "numeric-tld",
+        "ip-address",
+        "underscore-in-domain",
+        "hyphen-first-in-label",
+        "empty-label",
+        "bad-idn",
+        "bidi-override",
     ],
 )
 def test_resend_rejects_bad_input(
@@ -692,18 +782,30 @@ def test_resend_rejects_bad_input(
     body = text(response)
     assert message.replace("'", "&#39;") in body
     assert 'role="alert"' in body
+    assert RESEND_MESSAGE not in body
     assert "<form" in body  # the form is shown again
     assert len(outbox(app)) == 1
     assert flashes(client) == []
 
 
+#: RFC 5321: a 64-octet local part, and a domain of labels of at most 63
+#: octets, 254 characters in all.
+LONGEST = "l" * 64 + "@" + ".".join(["a" * 63, "b" * 63, "c" * 57, "org"])
+
+
 def test_resend_accepts_the_longest_address(app: Flask, client: FlaskClient) -> None:
-    email = "a" * 242 + "@example.org"
-    assert len(email) == 254
-    register(client, email)
-    response = client.post("/confirm/resend", data={"email": email})
-    assert response.status_code == 302
-    assert [m.to for m in outbox(app)] == [email, email]
+    assert len(LONGEST) == 254
+    register(client, LONGEST)
+    response = resend(client, LONGEST)
+    assert_resend_page(response)
+    assert [m.to for m in outbox(app)] == [LONGEST, LONGEST]
+    # One character more, anywhere, is too long.
+    for longer in ("l" + LONGEST, LONGEST.replace("c" * 57, "c" * 58)):
+        assert len(longer) == 255
+        refused = resend(client, longer)
+        assert refused.status_code == 400
+        assert "That email address is too long." in text(refused)
+    assert len(outbox(app)) == 2
 
 
 @pytest.mark.parametrize(
@@ -714,8 +816,8 @@ def test_resend_lookup_ignores_case(
     db_app: Flask, db_client: FlaskClient, typed: str
 ) -> None:
     register(db_client, "Ada@Example.org")
-    response = db_client.post("/confirm/resend", data={"email": typed})
-    assert response.status_code == 302
+    response = resend(db_client, typed)
+    assert_resend_page(response)
     mails = outbox(db_app)
     assert len(mails) == 2
     # Sent to the address on record, not to what was typed.
@@ -728,8 +830,8 @@ def test_resend_finds_a_non_ascii_address_typed_as_registered(
     # An internationalised address (RFC 6531) with an upper-case non-ASCII
     # letter, typed exactly as it was registered.
     register(db_client, "Ünal@example.org")
-    response = db_client.post("/confirm/resend", data={"email": "Ünal@example.org"})
-    assert response.status_code == 302
+    response = resend(db_client, "Ünal@example.org")
+    assert_resend_page(response)
     assert [m.to for m in outbox(db_app)] == ["Ünal@example.org"] * 2
 
 
@@ -737,13 +839,17 @@ def test_resend_does_not_match_a_prefix_or_pattern(
     app: Flask, client: FlaskClient
 ) -> None:
     register(client, "ada@example.org")
+    answers = set()
     for typed in (
         "ada@example.or",
         "%@example.org",
         "_da@example.org",
         "da@example.org",
     ):
-        assert client.post("/confirm/resend", data={"email": typed}).status_code == 302
+        response = resend(client, typed)
+        assert_resend_page(response)
+        answers.add(_answer(response)[2])
+    assert len(answers) == 1
     assert len(outbox(app)) == 1
 
 
@@ -754,3 +860,353 @@ def test_resend_reads_only_the_form(app: Flask, client: FlaskClient) -> None:
     response = client.post("/confirm/resend", json={"email": "ada@example.org"})
     assert response.status_code == 400
     assert len(outbox(app)) == 1
+
+
+# -- next after confirming --------------------------------------------------------
+
+
+#: ``next`` values that must never be followed: other sites (directly, or in
+#: the forms browsers read as other sites), script URLs, header injection, and
+#: values over the 2048-character limit.
+HOSTILE_NEXT = {
+    "protocol-relative": "//evil.test",
+    "absolute": "https://evil.test",
+    "absolute-no-slashes": "https:evil.test",
+    "backslash": "/\\evil.test",
+    "backslashes": "\\\\evil.test",
+    "triple-slash": "///evil.test",
+    "crlf-injection": "/\r\nLocation: https://evil.test",
+    "lf": "/\nx",
+    "nul": "/\x00",
+    "del": "/\x7f",
+    "javascript": "javascript:alert(1)",
+    "leading-tab": "\t//evil.test",
+    "tab-between-slashes": "/\t/evil.test",
+    "leading-space": " /account",
+    "relative": "account",
+    "very-long": "/" + "a" * 2048,
+    "huge": "/" + "a" * 15_000,
+}
+
+
+@pytest.fixture()
+def next_app(make_app: AppFactory) -> Flask:
+    # A redirect URL no hostile value could be confused with.
+    return make_app(CONFIRM_REDIRECT_URL="/welcome")
+
+
+@pytest.mark.parametrize("target", list(HOSTILE_NEXT.values()), ids=list(HOSTILE_NEXT))
+def test_hostile_next_is_not_followed(next_app: Flask, target: str) -> None:
+    client = next_app.test_client()
+    user_id, path = register_for_link(next_app, client, "ada@example.org")
+
+    page = client.get(path, query_string={"next": target})
+    assert page.status_code == 200
+    assert 'name="next"' not in text(page)
+
+    # In the form, as the page's hidden input would carry it, and in the query,
+    # as a crafted link would; confirming again answers the same, so one link
+    # serves for both.
+    for how in ({"data": {"next": target}}, {"query_string": {"next": target}}):
+        response = client.post(path, **how)
+        assert response.status_code == 302, how
+        assert response.headers.getlist("Location") == ["/welcome"], how
+    assert get_user(next_app, user_id).email_confirmed
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "next=/%0d%0aLocation:x",
+        "next=/%0D%0ASet-Cookie:%20x=1",
+        "next=%2F%2Fevil.test",
+        "next=%2F%5Cevil.test",
+        "next=%09%2F%2Fevil.test",
+        "next=javascript%3Aalert(1)",
+        "next=https%3A%2F%2Fevil.test",
+    ],
+)
+def test_hostile_next_in_a_crafted_link(next_app: Flask, query: str) -> None:
+    # As an attacker would write it in a link: percent-encoded in the URL.
+    client = next_app.test_client()
+    _, path = register_for_link(next_app, client, "ada@example.org")
+    assert 'name="next"' not in text(client.get(f"{path}?{query}"))
+    response = client.post(f"{path}?{query}")
+    assert response.status_code == 302
+    assert response.headers.getlist("Location") == ["/welcome"]
+    assert not any("\r" in v or "\n" in v for _, v in response.headers)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/account?tab=1",
+        "/",
+        "/account/settings#email",
+        "/search?q=%2F%2Fevil.test",
+        "/" + "a" * 2047,  # 2048 characters: the longest accepted
+    ],
+)
+def test_safe_next_is_followed(next_app: Flask, target: str) -> None:
+    client = next_app.test_client()
+    user_id, path = register_for_link(next_app, client, "ada@example.org")
+    for how in ({"data": {"next": target}}, {"query_string": {"next": target}}):
+        response = client.post(path, **how)
+        assert response.status_code == 302, how
+        assert response.headers.getlist("Location") == [target], how
+    assert get_user(next_app, user_id).email_confirmed
+
+
+def test_confirm_page_carries_next_to_the_form(next_app: Flask) -> None:
+    client = next_app.test_client()
+    user_id, path = register_for_link(next_app, client, "ada@example.org")
+    target = '/account?tab=1&q="<b>"'
+    page = client.get(path, query_string={"next": target})
+    body = text(page)
+    assert "<b>" not in body  # escaped in the attribute
+    form = re.search(r"<form\b[^>]*>.*?</form>", body, re.S)
+    assert form is not None
+    hidden = re.findall(r"<input[^>]*>", form.group(0))
+    assert hidden == [
+        '<input type="hidden" name="next"'
+        ' value="/account?tab=1&amp;q=&#34;&lt;b&gt;&#34;">'
+    ]
+    # Pressing the button: the form posts to the page's own URL (no action),
+    # without the query string, with the hidden input. Werkzeug quotes what a
+    # URI may not hold as it is.
+    response = client.post(path, data={"next": target})
+    assert response.status_code == 302
+    assert response.headers.getlist("Location") == [iri_to_uri(target)]
+    assert iri_to_uri(target) == "/account?tab=1&q=%22%3Cb%3E%22"
+    assert get_user(next_app, user_id).email_confirmed
+
+
+def test_percent_encoded_next_stays_encoded(next_app: Flask) -> None:
+    # A path with percent-encoded line breaks is a path on this site: it may be
+    # followed, but only as it is, never decoded into the Location header.
+    client = next_app.test_client()
+    _, path = register_for_link(next_app, client, "ada@example.org")
+    response = client.post(path, data={"next": "/%0d%0aLocation:x"})
+    assert response.status_code == 302
+    assert response.headers.getlist("Location") in (["/%0d%0aLocation:x"], ["/welcome"])
+    assert not any("\r" in v or "\n" in v for _, v in response.headers)
+
+
+# -- replay, body size, headers ---------------------------------------------------
+
+
+def test_token_replay_from_another_client(db_app: Flask) -> None:
+    recorder = Recorder()
+    owner = db_app.test_client()
+    user_id, path = register_for_link(db_app, owner, "ada@example.org")
+    replayer = db_app.test_client()  # whoever else saw the link, later
+    with signals.email_confirmed.connected_to(recorder, sender=db_app):
+        first = owner.post(path)
+        confirmed_at = get_user(db_app, user_id).email_confirmed_at
+        replays = [replayer.post(path), replayer.post(path)]
+    for response in replays:
+        assert response.status_code == 302
+        assert response.location == "/"
+        assert response.get_data() == first.get_data()
+    assert [c[1] for c in recorder.calls] == [user_id]
+    assert get_user(db_app, user_id).email_confirmed_at == confirmed_at
+    assert take_flashes(owner) == [("success", CONFIRMED_MESSAGE)]
+    assert take_flashes(replayer) == [("success", CONFIRMED_MESSAGE)] * 2
+
+
+BIG = "x" * 100_000
+
+
+def test_big_form_to_resend_is_refused(app: Flask, client: FlaskClient) -> None:
+    register(client, "ada@example.org")
+    response = client.post(
+        "/confirm/resend", data={"email": "ada@example.org", "pad": BIG}
+    )
+    assert response.status_code == 413
+    assert RESEND_MESSAGE not in text(response)
+    assert len(outbox(app)) == 1
+
+
+def test_big_form_to_the_confirm_url_is_refused(
+    app: Flask, client: FlaskClient
+) -> None:
+    recorder = Recorder()
+    user_id, path = register_for_link(app, client, "ada@example.org")
+    with signals.email_confirmed.connected_to(recorder, sender=app):
+        response = client.post(path, data={"pad": BIG})
+    assert response.status_code == 413
+    assert response.location is None
+    assert not get_user(app, user_id).email_confirmed
+    assert recorder.calls == []
+    assert flashes(client) == []
+
+
+@pytest.mark.parametrize("url", ["/confirm/resend", "/confirm/some-token"])
+def test_big_json_body_is_refused(app: Flask, client: FlaskClient, url: str) -> None:
+    response = client.post(url, json={"email": "a" * 20_000 + "@example.org"})
+    assert response.status_code == 413
+
+
+def test_big_body_on_get_is_refused(client: FlaskClient) -> None:
+    response = client.get(
+        "/confirm/resend", data=BIG, content_type="application/octet-stream"
+    )
+    assert response.status_code == 413
+
+
+def test_big_body_without_content_length_is_refused(
+    app: Flask, client: FlaskClient
+) -> None:
+    # Chunked: the length is known only once read. A server that terminates
+    # the stream (gunicorn, Werkzeug's) says so with wsgi.input_terminated.
+    register(client, "ada@example.org")
+    body = b"email=ada%40example.org&pad=" + BIG.encode()
+    response = client.post(
+        "/confirm/resend",
+        input_stream=io.BytesIO(body),
+        content_type="application/x-www-form-urlencoded",
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == 413
+    assert len(outbox(app)) == 1
+
+
+def test_big_upload_without_content_length_is_refused(
+    app: Flask, client: FlaskClient
+) -> None:
+    # A file part is not held in memory but spooled to disk: only the
+    # request's own length limit stops it.
+    register(client, "ada@example.org")
+    body = (
+        b"--b\r\nContent-Disposition: form-data; name=email\r\n\r\n"
+        b"ada@example.org\r\n"
+        b'--b\r\nContent-Disposition: form-data; name=f; filename="f"\r\n'
+        b"Content-Type: application/octet-stream\r\n\r\n"
+        + BIG.encode()
+        + b"\r\n--b--\r\n"
+    )
+    response = client.post(
+        "/confirm/resend",
+        input_stream=io.BytesIO(body),
+        content_type="multipart/form-data; boundary=b",
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == 413
+    assert len(outbox(app)) == 1
+
+
+def _form_body(size: int) -> bytes:
+    prefix = b"email=ada%40example.org&pad="
+    return prefix + b"x" * (size - len(prefix))
+
+
+@pytest.mark.parametrize("limit", [None, 1024])
+def test_body_limit_boundary(make_app: AppFactory, limit: int | None) -> None:
+    app = make_app() if limit is None else make_app(CONFIRM_MAX_CONTENT_LENGTH=limit)
+    size = limit or 16 * 1024
+    client = app.test_client()
+    register(client, "ada@example.org")
+    at_limit = client.post(
+        "/confirm/resend",
+        data=_form_body(size),
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert_resend_page(at_limit)
+    assert len(outbox(app)) == 2
+    over = client.post(
+        "/confirm/resend",
+        data=_form_body(size + 1),
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert over.status_code == 413
+
+
+def test_body_limit_is_the_blueprints_only(app: Flask, client: FlaskClient) -> None:
+    # The app's own routes keep the app's own limits (none here).
+    response = client.post("/register", data={"email": "ada@example.org", "pad": BIG})
+    assert response.status_code == 201
+
+
+def assert_security_headers(response: TestResponse, name: str) -> None:
+    headers = response.headers
+    assert headers.get("Referrer-Policy") == "no-referrer", name
+    assert headers.get("Cache-Control") == "no-store", name
+    assert headers.get("X-Frame-Options") == "DENY", name
+    assert headers.get("X-Content-Type-Options") == "nosniff", name
+    csp = headers.get("Content-Security-Policy", "")
+    directives = {d.strip() for d in csp.split(";")}
+    assert "default-src 'none'" in directives, name
+    assert "frame-ancestors 'none'" in directives, name
+    assert "form-action 'self'" in directives, name
+
+
+def test_security_headers(make_app: AppFactory) -> None:
+    app = make_app(CONFIRM_RESEND_IP_LIMIT="1 per hour")
+    client = app.test_client()
+    _, path = register_for_link(app, client, "ada@example.org")
+    other = {"environ_base": {"REMOTE_ADDR": "192.0.2.1"}}
+    responses = {
+        "page": client.get(path),
+        "head": client.head(path),
+        "options": client.options(path),
+        "invalid": client.get("/confirm/not-a-token"),
+        "confirmed": client.post(path),
+        "resend-form": client.get("/confirm/resend"),
+        "resend-sent": resend(client, "ada@example.org"),
+        "resend-limited": resend(client, "ada@example.org"),
+        "resend-bad": resend(client, "not an address", **other),
+        "too-large": client.post(path, data={"pad": BIG}),
+    }
+    assert responses["resend-limited"].status_code == 429
+    assert responses["resend-bad"].status_code == 400
+    assert responses["too-large"].status_code == 413
+    for name, response in responses.items():
+        assert_security_headers(response, name)
+    # The app's own pages are left alone.
+    for header in ("X-Frame-Options", "Content-Security-Policy", "Referrer-Policy"):
+        assert header not in client.get("/").headers
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+def test_security_headers_on_method_not_allowed(
+    app: Flask, client: FlaskClient, method: str
+) -> None:
+    # A 405 is decided while routing, before the blueprint is known: the
+    # headers must not depend on a blueprint-level hook.
+    _, path = register_for_link(app, client, "ada@example.org")
+    for url in (path, "/confirm/resend"):
+        response = client.open(url, method=method)
+        assert response.status_code == 405
+        assert_security_headers(response, f"{method} {url}")
+
+
+@pytest.mark.parametrize("url", ["/confirm/a/b", "/confirm/resend/x"])
+def test_security_headers_on_unknown_subpaths(client: FlaskClient, url: str) -> None:
+    response = client.get(url)
+    assert response.status_code == 404
+    assert_security_headers(response, url)
+
+
+# Flask routes HEAD to the GET view: HEAD must be the GET page, never the
+# POST branch (limit, address check, sending).
+
+
+def test_head_resend_is_like_get(app: Flask, client: FlaskClient) -> None:
+    register(client, "ada@example.org")
+    head = client.head("/confirm/resend", data={"email": "ada@example.org"})
+    get = client.get("/confirm/resend")
+    assert head.status_code == get.status_code == 200
+    assert head.headers["Content-Length"] == get.headers["Content-Length"]
+    assert len(outbox(app)) == 1  # the registration's only
+
+
+def test_head_resend_does_not_use_up_the_ip_limit(
+    make_app: AppFactory,
+) -> None:
+    # Link checkers and monitors send HEAD; they must not lock out the
+    # people behind the same address.
+    app = make_app(CONFIRM_RESEND_IP_LIMIT="3 per hour")
+    client = app.test_client()
+    for _ in range(5):
+        assert client.head("/confirm/resend").status_code == 200
+    assert_resend_page(resend(client, "ada@example.org"))
