@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hmac
 import logging
 import typing as t
 import uuid
@@ -166,7 +167,14 @@ class Confirm:
             redis=redis,
             queue=Queue(settings.queue, connection=redis, job_class=job_class),
             job_class=job_class,
-            limiter=RateLimiter(redis),
+            # Keyed per purpose from the secret key, so every instance of the
+            # app shares the limits and nobody else can compute the keys.
+            limiter=RateLimiter(
+                redis,
+                hmac.new(
+                    _as_bytes(secret_keys[-1]), b"flask-confirm.limits", "sha256"
+                ).digest(),
+            ),
         )
         self._states[app] = state
         app.extensions["confirm"] = self
@@ -551,6 +559,10 @@ class Confirm:
             func.lower(model.email) == func.lower(email.strip())
         )
         return state.db.session.scalars(query.limit(1)).first()
+
+
+def _as_bytes(value: str | bytes) -> bytes:
+    return value.encode("utf-8") if isinstance(value, str) else value
 
 
 def _delete_if_equal(redis: Redis, key: str, value: str) -> None:

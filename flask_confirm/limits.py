@@ -9,7 +9,7 @@ by the others, and concurrent requests cannot both slip under a limit.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import hmac
 import os
 import re
 import typing as t
@@ -48,6 +48,16 @@ return 0
 """
 
 
+# KEYS: the window. ARGV: member, period (ms). Sets the member's time to now.
+_RESTAMP = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+return 0
+"""
+
+
 @dataclasses.dataclass(frozen=True)
 class Window:
     """At most ``limit`` hits in any ``period`` seconds."""
@@ -80,36 +90,58 @@ def parse_limit(text: str) -> tuple[Window, ...]:
 class RateLimiter:
     """Checks and records hits against named limits in Redis. Internal.
 
-    Identifiers (addresses, client IPs) are stored hashed, so Redis holds no
-    list of who asked for what.
+    Identifiers (addresses, client IPs) are stored as HMACs under ``key``, so
+    Redis holds no list of who asked for what, and none that a dictionary of
+    known addresses could reverse.
     """
 
-    def __init__(self, redis: Redis, prefix: str = "flask-confirm:limit") -> None:
+    def __init__(
+        self, redis: Redis, key: bytes, prefix: str = "flask-confirm:limit"
+    ) -> None:
         self._redis = redis
+        self._hmac_key = key
         self._prefix = prefix
         self._script = redis.register_script(_SCRIPT)
+        self._restamp = redis.register_script(_RESTAMP)
 
-    def hit(self, scope: str, identifier: str, windows: t.Sequence[Window]) -> float:
+    def hit(
+        self,
+        scope: str,
+        identifier: str,
+        windows: t.Sequence[Window],
+        member: str | None = None,
+    ) -> float:
         """Record a hit if every window allows it.
 
+        :param member: a name for the hit, to :meth:`restamp` it later.
         :return: 0 if allowed, else the seconds until it would be.
         """
         if not windows:
             return 0.0
-        digest = hashlib.sha256(identifier.encode("utf-8")).hexdigest()[:32]
-        keys = [f"{self._prefix}:{scope}:{w.period:g}:{digest}" for w in windows]
-        args: list[int | str] = [0, os.urandom(12).hex()]
+        keys = [self._key(scope, identifier, w) for w in windows]
+        args: list[int | str] = [0, member or os.urandom(12).hex()]
         for window in windows:
             args += [window.limit, round(window.period * 1000)]
         wait_ms = int(self._script(keys=keys, args=args))
         return wait_ms / 1000
 
+    def restamp(self, scope: str, identifier: str, window: Window, member: str) -> None:
+        """Move hit ``member`` to now: for a send, from when it was allowed to
+        when the provider has the message. A worker that stalls between the
+        two (descheduled, a slow connection) then cannot let the next sends
+        pile up with its own at the provider's end of the window."""
+        key = self._key(scope, identifier, window)
+        self._restamp(keys=[key], args=[member, round(window.period * 1000)])
+
+    def _key(self, scope: str, identifier: str, window: Window) -> str:
+        digest = hmac.new(self._hmac_key, identifier.encode("utf-8"), "sha256")
+        return f"{self._prefix}:{scope}:{window.period:g}:{digest.hexdigest()[:32]}"
+
     def fill(self, scope: str, identifier: str, window: Window) -> None:
         """Use up ``window`` for a whole period from now, as if it had been hit
         ``limit`` times: the way to back off when a provider says we are too
         fast. Internal."""
-        digest = hashlib.sha256(identifier.encode("utf-8")).hexdigest()[:32]
-        key = f"{self._prefix}:{scope}:{window.period:g}:{digest}"
+        key = self._key(scope, identifier, window)
         seconds, micros = self._redis.time()
         now_ms = seconds * 1000 + micros // 1000
         members = {os.urandom(12).hex(): now_ms for _ in range(window.limit)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import time
 import typing as t
 import weakref
@@ -162,8 +163,10 @@ def _send_within_rate(state: _State, message: EmailMessage) -> str | None:
     if window is None or not state.settings.is_async:
         return state.sender.send(message)
     limiter, scope = state.limiter, "send"
+    queue = state.settings.queue
     for attempt in range(1, THROTTLE_ATTEMPTS + 1):
-        while (wait := limiter.hit(scope, state.settings.queue, [window])) > 0:
+        member = os.urandom(12).hex()
+        while (wait := limiter.hit(scope, queue, [window], member)) > 0:
             time.sleep(wait)
         try:
             return state.sender.send(message)
@@ -171,7 +174,9 @@ def _send_within_rate(state: _State, message: EmailMessage) -> str | None:
             if not is_throttling(e) or attempt == THROTTLE_ATTEMPTS:
                 raise
             logger.info("Provider throttled sending; pausing all workers.")
-            limiter.fill(scope, state.settings.queue, window)
+            limiter.fill(scope, queue, window)
+        finally:
+            limiter.restamp(scope, queue, window, member)
     raise AssertionError("unreachable")  # pragma: no cover
 
 

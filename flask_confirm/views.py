@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import typing as t
@@ -149,8 +150,18 @@ def create_blueprint(settings: Settings) -> Blueprint:
 def client_ip() -> str:
     """The client's address as the app sees it: ``request.remote_addr``, which
     is the proxy's unless the app trusts proxy headers (with Werkzeug's
-    ``ProxyFix``, configured for its own number of proxies)."""
-    return request.remote_addr or "unknown"
+    ``ProxyFix``, configured for its own number of proxies). An IPv6 client
+    counts as its /64 network, since one host commonly holds a whole /64."""
+    address = request.remote_addr or "unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def safe_next(target: str | None) -> str | None:

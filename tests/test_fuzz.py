@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import collections.abc as cabc
 import contextlib
+import datetime as dt
 import json
 import string
 import typing as t
@@ -43,8 +44,9 @@ UNCONFIRMED = "ada@example.org"
 METHODS = ["GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH"]
 REDIRECT_URL = "/"
 
-# The settings every test shares: no deadline (the first request of an app
-# compiles templates), and no shrinking-time surprises from slow examples.
+# The settings every test shares: no deadline, since an example is a request
+# through the whole app (the first one compiles the templates), and for the
+# same reason no complaint that generating and running examples is slow.
 FUZZ = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -93,8 +95,6 @@ def fuzz_app(
     tokens = {}
     with app.app_context():
         db.create_all()
-        import datetime as dt
-
         grace = user_model(
             email=CONFIRMED, email_confirmed_at=dt.datetime.now(dt.timezone.utc)
         )
@@ -451,7 +451,10 @@ def _normal(email: object) -> str | None:
         return None
 
 
-NO_LIMITS = {"CONFIRM_RESEND_IP_LIMIT": None, "CONFIRM_RESEND_ADDRESS_LIMIT": None}
+NO_LIMITS: dict[str, t.Any] = {
+    "CONFIRM_RESEND_IP_LIMIT": None,
+    "CONFIRM_RESEND_ADDRESS_LIMIT": None,
+}
 
 
 def test_fuzz_confirm_route(redis_server: str) -> None:

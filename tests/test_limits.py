@@ -4,12 +4,15 @@ address), with real waits of at most a second or two."""
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import logging
 import threading
 import time
 import typing as t
 
 import pytest
+import redis
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from flask_confirm import ConfigError
@@ -21,7 +24,6 @@ from flask_confirm.views import RESEND_MESSAGE
 from testapp import create_app
 
 if t.TYPE_CHECKING:
-    import redis
     from flask import Flask
     from flask.testing import FlaskClient
     from werkzeug.test import TestResponse
@@ -127,11 +129,38 @@ def test_limit_defaults_and_none() -> None:
 
 @pytest.fixture()
 def limiter(redis_client: redis.Redis) -> RateLimiter:
-    return RateLimiter(redis_client)
+    return RateLimiter(redis_client, b"test-limits-key")
 
 
 def limit_keys(client: redis.Redis) -> list[str]:
     return sorted(k.decode() for k in client.scan_iter(f"{PREFIX}:*"))
+
+
+# Tests with one-second windows conclude only from what happened within the
+# window; on a machine too busy to make a few requests in 0.8 s they start
+# again (at most three times) rather than conclude wrongly.
+
+
+class TooSlow(Exception):
+    pass
+
+
+def in_time(start: float, budget: float = 0.8) -> None:
+    """Raise :class:`TooSlow` if more than ``budget`` seconds passed since
+    ``start``: what follows depends on being inside a one-second window."""
+    if time.monotonic() - start > budget:
+        raise TooSlow
+
+
+def retried(scenario: t.Callable[[int], None]) -> None:
+    """Run ``scenario(attempt)`` until it is not :class:`TooSlow`."""
+    for attempt in range(3):
+        try:
+            scenario(attempt)
+        except TooSlow:
+            continue
+        return
+    pytest.fail("Three attempts were too slow to tell inside a 1-second window.")
 
 
 def test_allows_n_then_refuses(limiter: RateLimiter) -> None:
@@ -144,35 +173,51 @@ def test_allows_n_then_refuses(limiter: RateLimiter) -> None:
 
 def test_waits_for_the_oldest_hit_to_leave_the_window(limiter: RateLimiter) -> None:
     windows = parse_limit("2 per 1 second")
-    start = time.monotonic()
-    assert limiter.hit("s", "id", windows) == 0
-    assert limiter.hit("s", "id", windows) == 0
-    wait = limiter.hit("s", "id", windows)
-    assert 0 < wait <= 1.0
-    assert wait >= 1.0 - (time.monotonic() - start) - 0.05
-    time.sleep(wait + 0.05)
-    # A sliding window: the two hits have left it, so two more are allowed.
-    assert limiter.hit("s", "id", windows) == 0
-    assert limiter.hit("s", "id", windows) == 0
-    assert limiter.hit("s", "id", windows) > 0
+
+    def scenario(attempt: int) -> None:
+        who = f"id-{attempt}"
+        start = time.monotonic()
+        results = [limiter.hit("s", who, windows) for _ in range(3)]
+        in_time(start)
+        assert results[:2] == [0, 0]
+        wait = results[2]
+        assert 0 < wait <= 1.0
+        assert wait >= 1.0 - (time.monotonic() - start) - 0.05
+        time.sleep(wait + 0.05)
+        # A sliding window: the two hits have left it, so two more are allowed.
+        start = time.monotonic()
+        results = [limiter.hit("s", who, windows) for _ in range(3)]
+        in_time(start)
+        assert results[:2] == [0, 0]
+        assert results[2] > 0
+
+    retried(scenario)
 
 
 def test_a_refused_hit_is_not_counted(
     limiter: RateLimiter, redis_client: redis.Redis
 ) -> None:
     windows = parse_limit("2 per 1 second; 3 per hour")
-    assert limiter.hit("s", "id", windows) == 0
-    assert limiter.hit("s", "id", windows) == 0
-    # Refused by the one-second window, many times: neither window counts them.
-    for _ in range(10):
-        assert 0 < limiter.hit("s", "id", windows) <= 1.0
-    counts = {key: redis_client.zcard(key) for key in limit_keys(redis_client)}
-    assert sorted(counts.values()) == [2, 2], counts
-    time.sleep(1.1)
-    # The hour window has room for exactly one more.
-    assert limiter.hit("s", "id", windows) == 0
-    wait = limiter.hit("s", "id", windows)
-    assert 3590 < wait <= 3600
+
+    def scenario(attempt: int) -> None:
+        redis_client.flushdb()
+        start = time.monotonic()
+        allowed = [limiter.hit("s", "id", windows) for _ in range(2)]
+        # Refused by the one-second window, many times: neither window
+        # counts them.
+        refused = [limiter.hit("s", "id", windows) for _ in range(10)]
+        in_time(start)
+        assert allowed == [0, 0]
+        assert all(0 < wait <= 1.0 for wait in refused), refused
+        counts = {key: redis_client.zcard(key) for key in limit_keys(redis_client)}
+        assert sorted(counts.values()) == [2, 2], counts
+        time.sleep(1.1)
+        # The hour window has room for exactly one more.
+        assert limiter.hit("s", "id", windows) == 0
+        wait = limiter.hit("s", "id", windows)
+        assert 3590 < wait <= 3600
+
+    retried(scenario)
 
 
 def test_the_longest_wait_is_given(limiter: RateLimiter) -> None:
@@ -212,17 +257,15 @@ def test_keys_expire_with_their_window(
 
 
 def test_concurrent_hits_cannot_slip_past_the_limit(redis_url: str) -> None:
-    import redis as redis_lib
-
     windows = parse_limit("5 per hour")
     results: list[float] = []
     barrier = threading.Barrier(20)
     lock = threading.Lock()
 
     def hit() -> None:
-        client = redis_lib.Redis.from_url(redis_url)
+        client = redis.Redis.from_url(redis_url)
         try:
-            limiter = RateLimiter(client)
+            limiter = RateLimiter(client, b"test-limits-key")
             barrier.wait(10)
             wait = limiter.hit("s", "id", windows)
             with lock:
@@ -245,7 +288,7 @@ def all_redis_text(client: redis.Redis) -> list[str]:
     for raw_key in client.scan_iter("*"):
         found.append(raw_key.decode("utf-8", "replace"))
         kind = client.type(raw_key).decode()
-        values: list[bytes] = []
+        values: list[t.Any] = []
         if kind == "string":
             values = [client.get(raw_key) or b""]
         elif kind == "zset":
@@ -289,8 +332,6 @@ def outbox(app: Flask) -> list[EmailMessage]:
 
 def add_user(app: Flask, email: str, confirmed: bool = False) -> None:
     """A user in the database, with no mail sent, as an import would leave it."""
-    import datetime as dt
-
     m = app.extensions["test_models"]
     with app.app_context():
         user = m["User"](email=email)
@@ -362,25 +403,33 @@ def test_address_limit_windows(make_app: AppFactory) -> None:
         CONFIRM_RESEND_ADDRESS_LIMIT="1 per 1 second; 2 per hour",
         CONFIRM_RESEND_IP_LIMIT=None,
     )
-    add_user(app, "ada@example.org")
     client = app.test_client()
-    first = resend(client, "ada@example.org")
-    assert len(outbox(app)) == 1
-    # Within the second: nothing sent, same answer, even typed differently.
-    for typed in ("ada@example.org", "ADA@EXAMPLE.ORG", " Ada@Example.org "):
-        assert answer(resend(client, typed)) == answer(first)
-    assert len(outbox(app)) == 1
-    time.sleep(1.1)
-    assert answer(resend(client, "ada@example.org")) == answer(first)
-    assert len(outbox(app)) == 2
-    time.sleep(1.1)
-    # The hour's two are used up.
-    assert answer(resend(client, "ada@example.org")) == answer(first)
-    assert len(outbox(app)) == 2
+
+    def scenario(attempt: int) -> None:
+        ada = f"ada{attempt}@example.org"
+        add_user(app, ada)
+        sent = len(outbox(app))
+        start = time.monotonic()
+        first = resend(client, ada)
+        # Within the second: nothing sent, same answer, even typed differently.
+        others = [resend(client, typed) for typed in (ada, ada.upper(), f" {ada} ")]
+        in_time(start)
+        assert len(outbox(app)) == sent + 1
+        assert [answer(r) for r in others] == [answer(first)] * 3
+        time.sleep(1.1)
+        assert answer(resend(client, ada)) == answer(first)
+        assert len(outbox(app)) == sent + 2
+        time.sleep(1.1)
+        # The hour's two are used up.
+        assert answer(resend(client, ada)) == answer(first)
+        assert len(outbox(app)) == sent + 2
+        assert {m.to for m in outbox(app)[sent:]} == {ada}
+
+    retried(scenario)
     # Other addresses have limits of their own.
     add_user(app, "grace@example.org")
     resend(client, "grace@example.org")
-    assert [m.to for m in outbox(app)][-1] == "grace@example.org"
+    assert outbox(app)[-1].to == "grace@example.org"
 
 
 def test_ip_limit(make_app: AppFactory) -> None:
@@ -419,11 +468,18 @@ def test_ip_limit(make_app: AppFactory) -> None:
 def test_ip_limit_wait_is_the_window(make_app: AppFactory) -> None:
     app = make_app(CONFIRM_RESEND_IP_LIMIT="2 per 1 second")
     client = app.test_client()
-    assert resend(client, "a@example.org").status_code == 200
-    assert resend(client, "b@example.org").status_code == 200
-    assert assert_limited(resend(client, "c@example.org"), max_wait=1) == 1
-    time.sleep(1.1)
-    assert resend(client, "d@example.org").status_code == 200
+
+    def scenario(attempt: int) -> None:
+        ip = f"192.0.2.{attempt + 1}"
+        start = time.monotonic()
+        responses = [resend(client, f"{c}@example.org", ip=ip) for c in "abc"]
+        in_time(start)
+        assert [r.status_code for r in responses[:2]] == [200, 200]
+        assert assert_limited(responses[2], max_wait=1) == 1
+        time.sleep(1.1)
+        assert resend(client, "d@example.org", ip=ip).status_code == 200
+
+    retried(scenario)
 
 
 def test_ip_limit_is_shared_by_app_instances(make_app: AppFactory) -> None:
@@ -530,3 +586,26 @@ def test_redis_down_fails_open(
     assert not any("ada" in w for w in warnings)
     # Bad input is still refused without Redis.
     assert resend(client, "ada@localhost").status_code == 400
+
+
+def test_ipv6_clients_count_by_their_64_network(make_app: AppFactory) -> None:
+    client = make_app(CONFIRM_RESEND_IP_LIMIT="2 per hour").test_client()
+    # One host commonly holds a whole /64: new addresses in it are no way out.
+    assert resend(client, "a@example.org", ip="2001:db8:1:2::1").status_code == 200
+    assert resend(client, "b@example.org", ip="2001:db8:1:2::ffff").status_code == 200
+    assert_limited(resend(client, "c@example.org", ip="2001:db8:1:2:abcd::7"))
+    # Another /64 is another client.
+    assert resend(client, "d@example.org", ip="2001:db8:1:3::1").status_code == 200
+
+
+def test_identifiers_are_keyed_not_plainly_hashed(
+    make_app: AppFactory, redis_client: redis.Redis
+) -> None:
+    client = make_app().test_client()
+    resend(client, "ada@example.org", ip="192.0.2.7")
+    text = "\n".join(all_redis_text(redis_client))
+    for identifier in ("ada@example.org", "192.0.2.7"):
+        # A plain hash of a known address or IP could be recomputed by anyone
+        # holding a list of them; the HMAC key is derived from SECRET_KEY.
+        assert hashlib.sha256(identifier.encode()).hexdigest()[:32] not in text
+    assert any(":resend-address:" in key for key in text.splitlines())
