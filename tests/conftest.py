@@ -118,43 +118,10 @@ def private_redis(tmp_path: Path) -> cabc.Iterator[RedisProcess]:
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> cabc.Iterator[str]:
     """A private redis-server on a free port, so tests may flush it without
     touching anything else on the machine."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server is not installed; the tests need it.")
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-
-    def ready() -> bool:
-        try:
-            return bool(client.ping())
-        except redis.ConnectionError:
-            return False
-
-    try:
-        wait_for(ready, 10, f"redis-server on port {port}")
-        yield url
-    finally:
-        client.close()
-        proc.terminate()
-        proc.wait(10)
+    server = RedisProcess(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture()
