@@ -1,0 +1,91 @@
+"""``confirm``: throughput of the confirm POST.
+
+Each request confirms a different unconfirmed user with a fresh token, made
+beforehand in this process with ``confirm.make_token(user)``. Flask-Confirm's
+``POST /confirm/<token>`` (check the token, load the user, compare the address
+digest, update, commit, flash, redirect) against a bare route doing only the
+row update (``UPDATE ... SET email_confirmed_at = now() WHERE id = ...``),
+same waitress server, 4 client threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from benchmarks import app as bench_app
+from benchmarks.common import http_load
+from benchmarks.common import log
+from benchmarks.common import postgres_database
+from benchmarks.common import redis_server
+from benchmarks.common import Request
+from benchmarks.common import Results
+from benchmarks.common import Row
+from benchmarks.common import waitress_server
+from benchmarks.worker import confirm_config
+
+NAME = "confirm"
+CONFIRM = "flask-confirm POST /confirm/<token>"
+BARE = "bare UPDATE route (baseline)"
+
+
+def run(quick: bool, runs: int) -> list[Row]:
+    count = 30 if quick else 1000
+    warmup = 5 if quick else 50
+    per_variant = warmup + count * runs
+    results = Results(NAME)
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        redis = stack.enter_context(redis_server(workdir))
+        db_url = stack.enter_context(postgres_database())
+        config = confirm_config(db_url, redis, None, CONFIRM_SENDER="smtp")
+        app = bench_app.create_app(config)
+        stack.callback(bench_app.close, app)
+        bench_app.reset_tables(app)
+        # Ids 1..per_variant get tokens; the next per_variant go to the bare route.
+        bench_app.insert_users(app, per_variant, "token-", requested=False)
+        bench_app.insert_users(app, per_variant, "bare-", requested=False)
+        db, user_model, confirm = bench_app.parts(app)
+        with app.app_context():
+            users = db.session.scalars(
+                sa.select(user_model)
+                .where(user_model.id <= per_variant)
+                .order_by(user_model.id)
+            ).all()
+            tokens = [confirm.make_token(user) for user in users]
+            db.session.rollback()
+        token_requests: list[Request] = [
+            ("POST", f"/confirm/{token}", b"") for token in tokens
+        ]
+        bare_requests: list[Request] = [
+            ("POST", f"/bare-confirm/{user_id}", b"")
+            for user_id in range(per_variant + 1, 2 * per_variant + 1)
+        ]
+
+        port = stack.enter_context(waitress_server(config, workdir, "confirm"))
+        for requests in (token_requests, bare_requests):
+            http_load(port, requests[:warmup], expect=(302,))
+        for run_index in range(runs):
+            chunk = slice(warmup + run_index * count, warmup + (run_index + 1) * count)
+            for name, requests in ((CONFIRM, token_requests), (BARE, bare_requests)):
+                log(f"{NAME}: run {run_index + 1}/{runs}, {name}, {count} requests")
+                result = http_load(
+                    port, requests[chunk], expect=(302,), timeout=60 + count / 2
+                )
+                results.add(name, "req/s", result.rps)
+                results.add(name, "p50 ms", result.p50_ms)
+                results.add(name, "p99 ms", result.p99_ms)
+
+        with app.app_context():
+            confirmed = db.session.scalar(
+                sa.select(sa.func.count())
+                .select_from(user_model)
+                .where(user_model.email_confirmed_at.is_not(None))
+            )
+            db.session.rollback()
+        if confirmed != 2 * per_variant:
+            raise RuntimeError(f"{confirmed} users confirmed, not {2 * per_variant}.")
+    return results.rows({CONFIRM: BARE})

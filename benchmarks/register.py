@@ -1,0 +1,153 @@
+"""``register``: latency and throughput of a registration endpoint.
+
+:mod:`benchmarks.app` is served by waitress (4 threads) in a subprocess, with
+PostgreSQL and Redis; 4 client threads send form POSTs over keep-alive
+connections, each as soon as its previous one is answered. Variants:
+
+``no mail (baseline)``
+    Insert the user and commit.
+``flask-confirm``
+    ``confirm.send_confirmation(user)``: commit, then enqueue. A
+    ``flask confirm-worker`` drains the queue into an SMTP sink meanwhile, on
+    the same machine, as it would in production.
+``sync smtp 200ms``
+    Commit, then render and send the mail in the request over a new SMTP
+    connection (Flask-Security-Too's way) to a sink that takes 200 ms.
+``flask-confirm, provider down``
+    As ``flask-confirm``, with nothing listening on the SMTP port and no
+    worker running: the request must not notice; compared with
+    ``flask-confirm``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+import typing as t
+from pathlib import Path
+
+from rq import Queue
+
+from benchmarks import app as bench_app
+from benchmarks.common import free_port
+from benchmarks.common import http_load
+from benchmarks.common import log
+from benchmarks.common import postgres_database
+from benchmarks.common import redis_server
+from benchmarks.common import RedisServer
+from benchmarks.common import Request
+from benchmarks.common import Results
+from benchmarks.common import Row
+from benchmarks.common import smtp_sink
+from benchmarks.common import wait_for
+from benchmarks.common import waitress_server
+from benchmarks.worker import confirm_config
+from benchmarks.worker import start_confirm_worker
+
+NAME = "register"
+NOMAIL = "no mail (baseline)"
+CONFIRM = "flask-confirm"
+SYNC = "sync smtp 200ms"
+DOWN = "flask-confirm, provider down"
+DOWN_QUEUE = "confirm-down"
+CONCURRENCY = 4
+
+
+def _requests(path: str, tag: str, count: int) -> list[Request]:
+    return [
+        ("POST", path, f"email={tag}-{i}%40example.test".encode()) for i in range(count)
+    ]
+
+
+def _wait_drained(redis: RedisServer, queue_name: str, timeout: float) -> None:
+    """Wait for the worker to finish the backlog, so that it does not compete
+    with the next variant's run."""
+    queue = Queue(queue_name, connection=redis.client)
+
+    def drained() -> bool:
+        return queue.count == 0 and queue.started_job_registry.count == 0
+
+    wait_for(drained, timeout, f"the worker to drain {queue_name!r}")
+    time.sleep(0.2)
+
+
+def run(quick: bool, runs: int) -> list[Row]:
+    count = 30 if quick else 1000
+    sync_count = 8 if quick else 120
+    warmup = 5 if quick else 50
+    results = Results(NAME)
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        redis = stack.enter_context(redis_server(workdir))
+        db_url = stack.enter_context(postgres_database())
+        fast_sink = stack.enter_context(smtp_sink(workdir))
+        slow_sink = stack.enter_context(smtp_sink(workdir, delay=0.2))
+
+        # The web side sends only on /register/sync, to the slow sink; the
+        # worker sends Flask-Confirm's mails to the fast one.
+        web_config = confirm_config(db_url, redis, slow_sink)
+        worker_config = confirm_config(db_url, redis, fast_sink)
+        down_config = confirm_config(
+            db_url,
+            redis,
+            None,
+            CONFIRM_SENDER="smtp",
+            CONFIRM_QUEUE=DOWN_QUEUE,
+            MAIL_SERVER="127.0.0.1",
+            MAIL_PORT=free_port(),  # nothing listens there
+        )
+        app = bench_app.create_app(web_config)
+        stack.callback(bench_app.close, app)
+        bench_app.reset_tables(app)
+
+        port = stack.enter_context(waitress_server(web_config, workdir, "main"))
+        down_port = stack.enter_context(waitress_server(down_config, workdir, "down"))
+        worker = start_confirm_worker(worker_config, workdir, "worker")
+        stack.callback(worker.stop)
+
+        variants: dict[str, tuple[int, str, int]] = {
+            NOMAIL: (port, "/register/nomail", count),
+            CONFIRM: (port, "/register/confirm", count),
+            SYNC: (port, "/register/sync", sync_count),
+            DOWN: (down_port, "/register/confirm", count),
+        }
+        for index, (variant_port, path, _) in enumerate(variants.values()):
+            tag = f"warm-v{index}"
+            http_load(
+                variant_port,
+                _requests(path, tag, warmup),
+                concurrency=CONCURRENCY,
+                expect=(201,),
+            )
+        _wait_drained(redis, "confirm", 60)
+
+        for run_index in range(runs):
+            for index, (name, (variant_port, path, n)) in enumerate(variants.items()):
+                log(f"{NAME}: run {run_index + 1}/{runs}, {name}, {n} requests")
+                tag = f"r{run_index}-v{index}"
+                result = http_load(
+                    variant_port,
+                    _requests(path, tag, n),
+                    concurrency=CONCURRENCY,
+                    expect=(201,),
+                    timeout=60 + n / 2,
+                )
+                results.add(name, "p50 ms", result.p50_ms)
+                results.add(name, "p99 ms", result.p99_ms)
+                results.add(name, "req/s", result.rps)
+                if name == CONFIRM:
+                    _wait_drained(redis, "confirm", 60 + n / 10)
+        _check(app, redis, results)
+    return results.rows({CONFIRM: NOMAIL, SYNC: NOMAIL, DOWN: CONFIRM})
+
+
+def _check(app: t.Any, redis: RedisServer, results: Results) -> None:
+    """Every Flask-Confirm registration was queued, and those the worker
+    served were sent; the provider-down ones wait in their queue."""
+    down = Queue(DOWN_QUEUE, connection=redis.client).count
+    expected_down = len(results.values(DOWN, "req/s"))
+    if expected_down and down == 0:
+        raise RuntimeError("No job waits in the provider-down queue.")
+    if bench_app.count_sent(app) == 0:
+        raise RuntimeError("The worker sent nothing during the flask-confirm runs.")
