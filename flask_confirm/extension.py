@@ -20,6 +20,7 @@ from rq import Retry
 from sqlalchemy import func
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import signals
@@ -537,13 +538,30 @@ class Confirm:
         """Mark ``user``'s address confirmed, commit, and send
         :data:`.email_confirmed`.
 
+        One conditional ``UPDATE`` does it, so that two requests racing with
+        the same link confirm once and signal once, and an address changed in
+        the meantime is not confirmed in its place.
+
         :return: ``False`` if it was already confirmed (nothing is done then).
         """
         if user.email_confirmed:
             return False
         state = self._get_state()
-        user.email_confirmed_at = utcnow()
-        state.db.session.commit()
+        model = state.user_model
+        key_column = sa_inspect(model).primary_key[0]
+        result = state.db.session.execute(
+            update(model)
+            .where(
+                key_column == _primary_key(state, user),
+                model.email == _email(user),
+                model.email_confirmed_at.is_(None),
+            )
+            .values(email_confirmed_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        state.db.session.commit()  # expires ``user``: it reloads what was stored
+        if getattr(result, "rowcount", 0) != 1:
+            return False
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         signals.email_confirmed.send(app, user=user)
         return True

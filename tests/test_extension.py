@@ -204,3 +204,44 @@ def test_find_user_ignores_case_and_space(app: Flask) -> None:
         confirm = app.extensions["confirm"]
         assert confirm.find_user("  ada@EXAMPLE.org ").id == user.id
         assert confirm.find_user("bob@example.org") is None
+
+
+def test_racing_confirmations_confirm_once(
+    make_app: AppFactory, database_url: str
+) -> None:
+    app = make_app(SQLALCHEMY_DATABASE_URI=database_url)
+    confirm, db, User = (
+        app.extensions["confirm"],
+        models(app)["db"],
+        models(app)["User"],
+    )
+    with app.app_context():
+        user_id = add_user(app).id
+    with captured(signals.email_confirmed, app) as confirmed, app.app_context():
+        first = db.session.get(User, user_id)
+        assert not first.email_confirmed  # loaded before the other request
+        with app.app_context():  # another request, with its own session
+            assert confirm.confirm_user(db.session.get(User, user_id)) is True
+        assert confirm.confirm_user(first) is False
+    assert len(confirmed) == 1
+
+
+def test_address_changed_meanwhile_is_not_confirmed(
+    make_app: AppFactory, database_url: str
+) -> None:
+    app = make_app(SQLALCHEMY_DATABASE_URI=database_url)
+    confirm, db, User = (
+        app.extensions["confirm"],
+        models(app)["db"],
+        models(app)["User"],
+    )
+    with app.app_context():
+        user_id = add_user(app).id
+    with app.app_context():
+        stale = db.session.get(User, user_id)
+        assert stale.email == "ada@example.org"
+        with app.app_context():
+            db.session.get(User, user_id).email = "new@example.org"
+            db.session.commit()
+        assert confirm.confirm_user(stale) is False
+        assert db.session.get(User, user_id).email_confirmed_at is None
