@@ -291,6 +291,56 @@ def retry_failed_command() -> None:
     click.echo(f"Queued {count} failed confirmation(s) again.")
 
 
+@confirm_group.command("send")
+@click.argument("email")
+@with_appcontext
+def send_command(email: str) -> None:
+    """Queue a confirmation mail for the user with address EMAIL."""
+    from .addresses import InvalidEmail
+    from .addresses import normalize_email
+
+    confirm = _confirm()
+    try:
+        user = confirm.find_user(normalize_email(email))
+    except InvalidEmail as e:
+        raise click.BadParameter(str(e), param_hint="EMAIL") from None
+    if user is None:
+        raise click.ClickException(f"No user has the address {email!r}.")
+    if user.email_confirmed:
+        click.echo(f"{user.email} is already confirmed; nothing sent.")
+        return
+    job_id = confirm.send_confirmation(user)
+    click.echo(f"Queued a confirmation for {user.email} (job {job_id}).")
+
+
+@confirm_group.command("resend-all")
+@click.option(
+    "--unconfirmed",
+    is_flag=True,
+    required=True,
+    help="Required: only unconfirmed users are sent to (spelled out on purpose).",
+)
+@click.option(
+    "--older-than",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Only users whose last request is at least this many seconds old.",
+)
+@with_appcontext
+def resend_all_command(unconfirmed: bool, older_than: int | None) -> None:
+    """Request a new link for every unconfirmed user, in pipelined batches."""
+    if not unconfirmed:  # pragma: no cover - click enforces the flag
+        raise click.UsageError("Pass --unconfirmed.")
+    with click.progressbar(length=1, label="Queuing", show_pos=True) as bar:
+
+        def advance(done: int, total: int) -> None:
+            bar.length = total
+            bar.update(done)
+
+        count = _confirm().resend_all(older_than, progress=advance)
+    click.echo(f"Queued {count} confirmation(s).")
+
+
 def _confirm() -> Confirm:
     return t.cast("Confirm", current_app.extensions["confirm"])
 

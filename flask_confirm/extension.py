@@ -329,6 +329,52 @@ class Confirm:
         self._enqueue(state, user_ids, batch_size)
         return len(user_ids)
 
+    def resend_all(
+        self,
+        older_than: int | None = None,
+        *,
+        chunk_size: int = 1000,
+        progress: t.Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Request a new link for every unconfirmed user (a migration, a
+        change of provider), optionally only those whose last request is at
+        least ``older_than`` seconds old. Users whose confirmation failed for
+        good are included: asking again is the point of a bulk re-send.
+
+        Works through the users ``chunk_size`` at a time: one ``UPDATE`` and
+        commit per chunk, then its batch jobs queued in pipelined round trips.
+
+        :param progress: called after each chunk with the number of users in
+            it and the total.
+        :return: how many confirmations were requested.
+        """
+        state = self._get_state()
+        model = state.user_model
+        session = state.db.session
+        key_column = sa_inspect(model).primary_key[0]
+        query = select(key_column).where(model.email_confirmed_at.is_(None))
+        if older_than is not None:
+            cutoff = utcnow() - dt.timedelta(seconds=older_than)
+            query = query.where(
+                (model.confirmation_requested_at.is_(None))
+                | (model.confirmation_requested_at <= cutoff)
+            )
+        user_ids = list(session.scalars(query.order_by(key_column)))
+        session.rollback()
+        for start in range(0, len(user_ids), chunk_size):
+            chunk = user_ids[start : start + chunk_size]
+            session.execute(
+                update(model)
+                .where(key_column.in_(chunk))
+                .values(confirmation_requested_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+            session.commit()
+            self._enqueue(state, chunk, batch_size=None)
+            if progress is not None:
+                progress(len(chunk), len(user_ids))
+        return len(user_ids)
+
     def _enqueue(
         self,
         state: _State,

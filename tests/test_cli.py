@@ -137,3 +137,48 @@ def test_workers_option_runs_several_processes(
     assert sorted(str(m["To"]) for m in smtp_server.messages) == sorted(emails)
     names = set(re.findall(r"Worker ([0-9a-f]{32}): done, quitting", result.stdout))
     assert len(names) == 2
+
+
+def test_send_and_resend_all_commands(
+    make_app: AppFactory,
+    app_config: dict[str, t.Any],
+    smtp_server: SMTPServer,
+    run_flask: t.Callable[..., t.Any],
+    run_worker: t.Callable[..., t.Any],
+    tmp_path: t.Any,
+) -> None:
+    app_config.update(
+        smtp_server.config,
+        CONFIRM_ASYNC=True,
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'ops.sqlite'}",
+    )
+    app = make_app()
+    models = app.extensions["test_models"]
+    with app.app_context():
+        db, User = models["db"], models["User"]
+        db.session.add_all(User(email=f"user{i}@example.org") for i in range(5))
+        db.session.commit()
+        app.extensions["confirm"].confirm_user(db.session.get(User, 5))
+
+    sent = run_flask("confirm", "send", "USER1@example.org")
+    assert sent.returncode == 0, sent.stderr
+    assert "Queued a confirmation for user1@example.org" in sent.stdout
+    assert (
+        "already confirmed" in run_flask("confirm", "send", "user4@example.org").stdout
+    )
+    unknown = run_flask("confirm", "send", "nobody@example.org")
+    assert unknown.returncode != 0 and "No user has the address" in unknown.stderr
+    bad = run_flask("confirm", "send", "not an address")
+    assert bad.returncode != 0 and "EMAIL" in bad.stderr
+
+    assert (
+        run_flask("confirm", "resend-all").returncode != 0
+    )  # --unconfirmed is required
+    # user1 was just requested: --older-than leaves it out.
+    resent = run_flask("confirm", "resend-all", "--unconfirmed", "--older-than", "3600")
+    assert resent.returncode == 0, resent.stderr
+    assert "Queued 3 confirmation(s)." in resent.stdout
+    assert run_worker("--burst").returncode == 0
+    assert sorted(str(m["To"]) for m in smtp_server.messages) == [
+        f"user{i}@example.org" for i in range(4)
+    ]
