@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hmac
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 from flask import current_app
 from flask import render_template
 from redis import Redis
+from redis.exceptions import LockError
 from redis.exceptions import RedisError
 from rq import Queue
 from rq import Retry
@@ -361,19 +363,33 @@ class Confirm:
             )
         user_ids = list(session.scalars(query.order_by(key_column)))
         session.rollback()
+        self._request_again(state, user_ids, chunk_size, progress)
+        return len(user_ids)
+
+    def _request_again(
+        self,
+        state: _State,
+        user_ids: list[UserId],
+        chunk_size: int = 1000,
+        progress: t.Callable[[int, int], None] | None = None,
+    ) -> None:
+        """Record a new request for ``user_ids`` and queue their batch jobs:
+        one ``UPDATE`` and commit per chunk, each committed before its jobs
+        are queued. Internal."""
+        model = state.user_model
+        key_column = sa_inspect(model).primary_key[0]
         for start in range(0, len(user_ids), chunk_size):
             chunk = user_ids[start : start + chunk_size]
-            session.execute(
+            state.db.session.execute(
                 update(model)
                 .where(key_column.in_(chunk))
                 .values(confirmation_requested_at=utcnow())
                 .execution_options(synchronize_session=False)
             )
-            session.commit()
+            state.db.session.commit()
             self._enqueue(state, chunk, batch_size=None)
             if progress is not None:
                 progress(len(chunk), len(user_ids))
-        return len(user_ids)
 
     def _enqueue(
         self,
@@ -440,9 +456,12 @@ class Confirm:
         settings = state.settings
         if older_than is None:
             older_than = settings.sweep_after
-        lock_key = f"flask-confirm:sweep:{settings.queue}"
-        token = uuid.uuid4().hex
-        if not state.redis.set(lock_key, token, nx=True, ex=max(hold_lock, 300)):
+        lock = state.redis.lock(
+            f"flask-confirm:sweep:{settings.queue}",
+            timeout=max(hold_lock, 300),
+            blocking=False,
+        )
+        if not lock.acquire():
             return 0
         try:
             model = state.user_model
@@ -459,10 +478,11 @@ class Confirm:
                 logger.info("Sweep queued %d pending confirmation(s).", len(user_ids))
             return len(user_ids)
         finally:
-            if hold_lock:
-                state.redis.expire(lock_key, hold_lock)
-            else:
-                _delete_if_equal(state.redis, lock_key, token)
+            with contextlib.suppress(LockError):
+                if hold_lock:
+                    lock.extend(hold_lock, replace_ttl=True)
+                else:
+                    lock.release()
 
     def status(self) -> dict[str, t.Any]:
         """Count users by :attr:`~.ConfirmableMixin.confirmation_state`.
@@ -508,13 +528,13 @@ class Confirm:
         :return: how many were queued again.
         """
         state = self._get_state()
-        users = self.failed()
-        now = utcnow()
-        for user in users:
-            user.confirmation_requested_at = now
-        state.db.session.commit()
-        user_ids = [_primary_key(state, user) for user in users]
-        self._enqueue(state, user_ids, batch_size=None)
+        model = state.user_model
+        query = select(sa_inspect(model).primary_key[0]).where(
+            state_filters(model)["failed"]
+        )
+        user_ids = list(state.db.session.scalars(query))
+        state.db.session.rollback()
+        self._request_again(state, user_ids)
         return len(user_ids)
 
     def make_token(self, user: ConfirmableMixin) -> str:
@@ -627,17 +647,6 @@ class Confirm:
 
 def _as_bytes(value: str | bytes) -> bytes:
     return value.encode("utf-8") if isinstance(value, str) else value
-
-
-def _delete_if_equal(redis: Redis, key: str, value: str) -> None:
-    # Release only our own lock: it may have expired and been taken by another.
-    redis.eval(
-        "if redis.call('get', KEYS[1]) == ARGV[1] then"
-        " return redis.call('del', KEYS[1]) else return 0 end",
-        1,
-        key,
-        value,
-    )
 
 
 def _duration_words(seconds: int) -> str:
