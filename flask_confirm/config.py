@@ -46,6 +46,11 @@ class Keys:
     MAX_CONTENT_LENGTH = "CONFIRM_MAX_CONTENT_LENGTH"
     MAX_SEND_RATE = "CONFIRM_MAX_SEND_RATE"
     BATCH_SIZE = "CONFIRM_BATCH_SIZE"
+    MESSAGES = "CONFIRM_MESSAGES"
+    PASSWORD_RESET = "CONFIRM_PASSWORD_RESET"
+    PASSWORD_RESET_MAX_AGE = "CONFIRM_PASSWORD_RESET_MAX_AGE"
+    PASSWORD_HASH_ATTRIBUTE = "CONFIRM_PASSWORD_HASH_ATTRIBUTE"
+    PASSWORD_MIN_LENGTH = "CONFIRM_PASSWORD_MIN_LENGTH"
 
 
 #: Defaults put into ``app.config`` with ``setdefault``. ``CONFIRM_ASYNC`` and
@@ -72,7 +77,20 @@ DEFAULTS: dict[str, t.Any] = {
     Keys.MAX_CONTENT_LENGTH: 16 * 1024,
     Keys.MAX_SEND_RATE: None,
     Keys.BATCH_SIZE: 50,
+    Keys.MESSAGES: {},
+    Keys.PASSWORD_RESET: False,
+    Keys.PASSWORD_RESET_MAX_AGE: 3600,
+    Keys.PASSWORD_HASH_ATTRIBUTE: "password_hash",
+    Keys.PASSWORD_MIN_LENGTH: 8,
 }
+
+#: The kinds of message Flask-Confirm sends, each with its own templates
+#: (``flask_confirm/mail/<kind>.txt`` and ``.html``) and, through
+#: :data:`CONFIRM_MESSAGES`, its own subject and sender.
+MESSAGE_KINDS = ("confirm", "email_change", "email_change_notice", "password_reset")
+
+#: The fields a :data:`CONFIRM_MESSAGES` entry may set.
+MESSAGE_FIELDS = ("subject", "sender")
 
 #: The senders that can be named by a short name in ``CONFIRM_SENDER``.
 SENDER_NAMES = ("smtp", "ses", "console", "memory")
@@ -108,6 +126,13 @@ class Settings:
     max_content_length: int
     send_rate: Window | None
     batch_size: int
+    #: ``{kind: {"subject": ..., "sender": ...}}`` as configured; missing
+    #: fields fall back to the defaults of :mod:`.messages`.
+    messages: t.Mapping[str, t.Mapping[str, str]]
+    password_reset: bool
+    password_reset_max_age: int
+    password_hash_attribute: str
+    password_min_length: int
 
 
 def load(app: Flask) -> Settings:
@@ -176,7 +201,40 @@ def load(app: Flask) -> Settings:
         ),
         send_rate=_send_rate(config[Keys.MAX_SEND_RATE]),
         batch_size=_require_int(config, Keys.BATCH_SIZE, minimum=1),
+        messages=_messages(config[Keys.MESSAGES]),
+        password_reset=bool(config[Keys.PASSWORD_RESET]),
+        password_reset_max_age=_require_positive_int(
+            config, Keys.PASSWORD_RESET_MAX_AGE
+        ),
+        password_hash_attribute=_require_str(config, Keys.PASSWORD_HASH_ATTRIBUTE),
+        password_min_length=_require_int(config, Keys.PASSWORD_MIN_LENGTH, minimum=1),
     )
+
+
+def _messages(value: t.Any) -> dict[str, dict[str, str]]:
+    """Check :data:`CONFIRM_MESSAGES`: known kinds, known fields, strings."""
+    if not isinstance(value, t.Mapping):
+        raise ConfigError(
+            f"{Keys.MESSAGES} must be a dict such as {{'password_reset':"
+            f" {{'subject': 'Reset your password'}}}}, not {value!r}."
+        )
+    checked: dict[str, dict[str, str]] = {}
+    for kind, fields in value.items():
+        if kind not in MESSAGE_KINDS:
+            raise ConfigError(
+                f"{Keys.MESSAGES} has an unknown message kind {kind!r}; the kinds"
+                f" are {', '.join(map(repr, MESSAGE_KINDS))}."
+            )
+        if not isinstance(fields, t.Mapping) or not all(
+            field in MESSAGE_FIELDS and isinstance(text, str) and text
+            for field, text in fields.items()
+        ):
+            raise ConfigError(
+                f"{Keys.MESSAGES}[{kind!r}] must map 'subject' and/or 'sender' to"
+                f" non-empty strings, not {fields!r}."
+            )
+        checked[kind] = dict(fields)
+    return checked
 
 
 def _require_str(config: t.Mapping[str, t.Any], key: str) -> str:

@@ -40,3 +40,13 @@ class TokenExpired(TokenError):
     Unlike :class:`TokenInvalid`, this is worth telling the visitor, because the
     fix (ask for a new link) is in their hands.
     """
+
+
+class EmailInUse(ConfirmError, ValueError):
+    """Another user already has the address an email change asks for.
+
+    Raised by :meth:`.Confirm.request_email_change`, and caught by the confirm
+    page when someone took the address between the request and the click.
+    Telling the signed-in user is the app's choice; it does reveal that the
+    address is registered.
+    """

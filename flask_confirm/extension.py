@@ -13,7 +13,6 @@ import weakref
 from urllib.parse import urlsplit
 
 from flask import current_app
-from flask import render_template
 from redis import Redis
 from redis.exceptions import LockError
 from redis.exceptions import RedisError
@@ -23,23 +22,31 @@ from sqlalchemy import func
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import signals
+from .addresses import normalize_email
+from .config import Keys
 from .config import load
 from .config import Settings
 from .errors import ConfigError
+from .errors import EmailInUse
 from .errors import TokenInvalid
 from .limits import RateLimiter
+from .messages import compose
+from .messages import validity
 from .models import as_utc
 from .models import state_filters
 from .models import utcnow
-from .senders import EmailMessage
 from .senders import make_sender
 from .tasks import make_job_class
 from .tasks import send_batch_job
 from .tasks import send_confirmation_job
+from .tasks import send_message_job
 from .tokens import address_digest
+from .tokens import reset_digest
+from .tokens import RESET_SALT
 from .tokens import TokenSerializer
 
 if t.TYPE_CHECKING:
@@ -48,6 +55,7 @@ if t.TYPE_CHECKING:
     from rq.job import Job
 
     from .models import ConfirmableMixin
+    from .senders import EmailMessage
     from .senders import Sender
     from .tokens import UserId
 
@@ -57,6 +65,7 @@ DashboardAuth = t.Callable[[], bool]
 _DashboardAuthT = t.TypeVar("_DashboardAuthT", bound=DashboardAuth)
 UserLoader = t.Callable[[], t.Any]
 _UserLoaderT = t.TypeVar("_UserLoaderT", bound=UserLoader)
+PasswordSetter = t.Callable[[t.Any, str], None]
 
 
 @dataclasses.dataclass
@@ -67,6 +76,8 @@ class _State:
     db: SQLAlchemy
     user_model: type[t.Any]
     serializer: TokenSerializer
+    reset_serializer: TokenSerializer
+    password_setter: PasswordSetter | None
     sender: Sender
     redis: Redis
     queue: Queue
@@ -95,6 +106,9 @@ class Confirm:
         request see the RQ dashboard; see :meth:`dashboard_auth`.
     :param user_loader: a callable that returns the signed-in user or
         ``None``, for :func:`.confirmed_required`; see :meth:`user_loader`.
+    :param password_setter: ``setter(user, password)`` stores a new password
+        (hashing it) when :data:`CONFIRM_PASSWORD_RESET` is on; without one,
+        the model's own ``set_password(password)`` method is called.
     """
 
     def __init__(
@@ -105,8 +119,10 @@ class Confirm:
         user_model: type[ConfirmableMixin] | None = None,
         dashboard_auth: DashboardAuth | None = None,
         user_loader: UserLoader | None = None,
+        password_setter: PasswordSetter | None = None,
     ) -> None:
         self._db = db
+        self._password_setter = password_setter
         self._user_loader: UserLoader | None = user_loader
         self._user_model = user_model
         self._dashboard_auth: DashboardAuth | None = dashboard_auth
@@ -122,6 +138,7 @@ class Confirm:
         *,
         db: SQLAlchemy | None = None,
         user_model: type[ConfirmableMixin] | None = None,
+        password_setter: PasswordSetter | None = None,
     ) -> None:
         """Set up confirmation for ``app``.
 
@@ -131,6 +148,7 @@ class Confirm:
 
         :param db: overrides the ``db`` given to the constructor.
         :param user_model: overrides the ``user_model`` given to the constructor.
+        :param password_setter: overrides the one given to the constructor.
         :raises ConfigError: a key cannot work; the message names it and the fix.
         :raises RuntimeError: this extension is already registered on ``app``.
         """
@@ -148,6 +166,9 @@ class Confirm:
             )
         _check_user_model(user_model)
         settings = load(app)  # checks SECRET_KEY too
+        password_setter = password_setter or self._password_setter
+        if settings.password_reset:
+            _check_password_reset(settings, user_model, password_setter)
         secret_keys: list[str | bytes] = [
             *(app.config.get("SECRET_KEY_FALLBACKS") or ()),
             t.cast("str | bytes", app.secret_key),
@@ -166,6 +187,10 @@ class Confirm:
             db=db,
             user_model=user_model,
             serializer=TokenSerializer(secret_keys, settings.token_max_age),
+            reset_serializer=TokenSerializer(
+                secret_keys, settings.password_reset_max_age, salt=RESET_SALT
+            ),
+            password_setter=password_setter,
             sender=make_sender(app, settings),
             redis=redis,
             queue=Queue(settings.queue, connection=redis, job_class=job_class),
@@ -284,30 +309,133 @@ class Confirm:
         user.confirmation_requested_at = utcnow()
         state.db.session.add(user)
         state.db.session.commit()
-        user_id = _primary_key(state, user)
-
-        job_id: str | None
-        if state.settings.is_async:
-            try:
-                job_id = self._enqueue(state, [user_id])[0]
-            except RedisError as e:
-                logger.warning(
-                    "Could not queue the confirmation for user %r (%s: %s); the"
-                    " request is recorded and the sweeper will queue it again.",
-                    user_id,
-                    type(e).__name__,
-                    e,
-                )
-                job_id = None
-        else:
-            job_id = f"inline-{uuid.uuid4().hex}"
-            try:
-                with app.app_context():
-                    send_confirmation_job(user_id)
-            except Exception:
-                logger.exception("Inline confirmation for user %r failed.", user_id)
+        job_id = self._dispatch(state, "confirm", _primary_key(state, user))
         signals.confirmation_requested.send(app, user=user, job_id=job_id)
         return job_id
+
+    def request_email_change(
+        self, user: ConfirmableMixin, new_email: str
+    ) -> str | None:
+        """Start changing ``user``'s address to ``new_email``.
+
+        The new address is kept in :attr:`~.ConfirmableMixin.pending_email`
+        and the request committed, as :meth:`send_confirmation` does; a link
+        goes to the new address and a notice (no link) to the current one.
+        The address changes only when the link is confirmed. Until then the
+        user keeps the current address, confirmed or not; a link mailed for an
+        earlier change stops working, and once the change is made so does
+        every link for the old address. The same delivery guarantee as for
+        confirmations applies to the link (sweeps, retries, ``status``).
+
+        :raises InvalidEmail: ``new_email`` is not a usable address.
+        :raises EmailInUse: another user has that address already.
+        :raises ValueError: it is the user's current address.
+        :return: the id of the job that mails the link, or ``None`` if it
+            could not be queued (the sweeper queues it later).
+        """
+        state = self._get_state()
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        new_email = normalize_email(new_email)
+        old_email = _email(user)
+        if new_email.lower() == old_email.strip().lower():
+            raise ValueError("The new address is the user's current address.")
+        other = self.find_user(new_email)
+        if other is not None and other is not user:
+            raise EmailInUse("Another user has that address already.")
+        user.pending_email = new_email
+        user.confirmation_requested_at = utcnow()
+        state.db.session.add(user)
+        state.db.session.commit()
+        user_id = _primary_key(state, user)
+        job_id = self._dispatch(state, "confirm", user_id)
+        self._dispatch(state, "email_change_notice", user_id, old_email)
+        signals.email_change_requested.send(
+            app, user=user, new_email=new_email, job_id=job_id
+        )
+        return job_id
+
+    def cancel_email_change(self, user: ConfirmableMixin) -> bool:
+        """Drop ``user``'s pending email change, if any, and commit; its link
+        stops working.
+
+        :return: whether a change was pending.
+        """
+        if user.pending_email is None:
+            return False
+        state = self._get_state()
+        user.pending_email = None
+        state.db.session.add(user)
+        state.db.session.commit()
+        return True
+
+    def request_password_reset(self, user: ConfirmableMixin) -> str | None:
+        """Mail ``user`` a link to the password reset form.
+
+        Needs :data:`CONFIRM_PASSWORD_RESET`. Does nothing for a user whose
+        address is not confirmed: a reset link is only as safe as the address
+        it goes to. The link is made by the worker when it sends, binds the
+        user's address and current password hash, and so works once. Nothing
+        is stored: if Redis cannot be reached, a warning is logged and
+        ``None`` returned, and the user can simply ask again.
+
+        :return: the job id, or ``None`` if nothing was queued.
+        """
+        state = self._get_state()
+        if not state.settings.password_reset:
+            raise RuntimeError(
+                f"Password reset is off: set {Keys.PASSWORD_RESET} = True."
+            )
+        if not user.email_confirmed:
+            logger.info("Password reset refused: address not confirmed.")
+            return None
+        user_id = _primary_key(state, user)
+        job_id = self._dispatch(state, "password_reset", user_id)
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        signals.password_reset_requested.send(app, user=user, job_id=job_id)
+        return job_id
+
+    def _dispatch(
+        self, state: _State, kind: str, user_id: UserId, *extra: t.Any
+    ) -> str | None:
+        """Queue the job that sends the message of ``kind`` to ``user_id`` (or
+        run it here when :data:`CONFIRM_ASYNC` is false). A Redis or sending
+        failure is logged, not raised: the caller's request has done its part,
+        and a confirmation stays recorded for the sweeper. Internal."""
+        words = "confirmation" if kind == "confirm" else kind.replace("_", " ")
+        if not state.settings.is_async:
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+            try:
+                with app.app_context():
+                    if kind == "confirm":
+                        send_confirmation_job(user_id)
+                    else:
+                        send_message_job(kind, user_id, *extra)
+            except Exception:
+                logger.exception("Inline %s for user %r failed.", words, user_id)
+            return f"inline-{uuid.uuid4().hex}"
+        try:
+            if kind == "confirm":
+                return self._enqueue(state, [user_id])[0]
+            return state.queue.enqueue_call(
+                send_message_job,
+                args=(kind, user_id, *extra),
+                description=f"{kind} message for user {user_id!r}",
+                timeout=state.settings.job_timeout,
+                retry=_retry(state),
+                result_ttl=0,
+            ).id
+        except RedisError as e:
+            logger.warning(
+                "Could not queue the %s for user %r (%s: %s)%s",
+                words,
+                user_id,
+                type(e).__name__,
+                e,
+                "; the request is recorded and the sweeper will queue it again."
+                if kind == "confirm"
+                else ".",
+            )
+            return None
 
     def send_many(
         self, users: t.Iterable[ConfirmableMixin], *, batch_size: int | None = None
@@ -401,11 +529,7 @@ class Confirm:
         one per batch, pipelined 1,000 jobs per round trip. Internal."""
         settings = state.settings
         size = batch_size or settings.batch_size
-        retry = (
-            Retry(max=settings.retries, interval=list(settings.retry_intervals))
-            if settings.retries
-            else None
-        )
+        retry = _retry(state)
         job_ids: list[str] = []
         chunks = [user_ids[i : i + size] for i in range(0, len(user_ids), size)]
         for first in range(0, len(chunks), 1000):
@@ -538,19 +662,38 @@ class Confirm:
         return len(user_ids)
 
     def make_token(self, user: ConfirmableMixin) -> str:
-        """Return a new confirmation token for ``user``'s current address."""
+        """Return a new confirmation token for the address ``user`` is
+        confirming: the :attr:`~.ConfirmableMixin.pending_email` of an email
+        change, else the current address."""
         state = self._get_state()
-        return state.serializer.dumps(_primary_key(state, user), _email(user))
+        return state.serializer.dumps(_primary_key(state, user), _target(user))
 
     def load_user(self, token: str) -> t.Any:
-        """Return the user a token was made for.
+        """Return the user a confirmation token was made for.
 
         :raises TokenExpired: the token is older than :data:`CONFIRM_TOKEN_MAX_AGE`.
-        :raises TokenInvalid: the token is bad, its user is gone, or the user's
-            address has changed since it was made.
+        :raises TokenInvalid: the token is bad, its user is gone, or the
+            address it was made for is neither the user's current address nor
+            their pending new one.
         """
+        return self._resolve(token)[0]
+
+    def _resolve(self, token: str) -> tuple[t.Any, str]:
+        """Return the user of a confirmation token and the address it
+        confirms (the current one, or the pending new one). Internal."""
         state = self._get_state()
         user_id, digest = state.serializer.loads(token)
+        user = self._get_user(state, user_id)
+        for address in (user.pending_email, getattr(user, "email", None)):
+            if (
+                isinstance(address, str)
+                and address
+                and hmac.compare_digest(address_digest(address), digest)
+            ):
+                return user, address
+        raise TokenInvalid("The token's user or address is no longer current.")
+
+    def _get_user(self, state: _State, user_id: UserId) -> t.Any:
         try:
             user = state.db.session.get(state.user_model, user_id)
         except (SQLAlchemyError, OverflowError, ValueError, TypeError) as e:
@@ -558,17 +701,20 @@ class Confirm:
             # different app sharing the key, say) is as good as no user.
             state.db.session.rollback()
             raise TokenInvalid("The token's user id cannot be looked up.") from e
-        email = getattr(user, "email", None)
-        if not isinstance(email, str) or not email or address_digest(email) != digest:
-            raise TokenInvalid("The token's user or address is no longer current.")
+        if user is None:
+            raise TokenInvalid("The token's user no longer exists.")
         return user
 
     def confirm_url(self, user: ConfirmableMixin) -> str:
-        """Return a fresh confirmation link for ``user``.
+        """Return a fresh confirmation link for ``user`` (for the pending new
+        address while an email change is pending).
 
-        The link is built on :data:`CONFIRM_EXTERNAL_URL`, never on the current
+        Links are built on :data:`CONFIRM_EXTERNAL_URL`, never on the current
         request, so a forged ``Host`` header cannot change what is mailed.
         """
+        return self._external_url("confirm.confirm_email", self.make_token(user))
+
+    def _external_url(self, endpoint: str, token: str) -> str:
         state = self._get_state()
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         base = urlsplit(state.settings.external_url)
@@ -576,28 +722,22 @@ class Confirm:
             base.netloc, script_name=base.path or "/", url_scheme=base.scheme
         )
         return adapter.build(  # type: ignore[no-any-return]
-            "confirm.confirm_email",
-            {"token": self.make_token(user)},
-            force_external=True,
+            endpoint, {"token": token}, force_external=True
         )
 
     def render_message(self, user: ConfirmableMixin) -> EmailMessage:
-        """Render the confirmation mail for ``user`` from the templates
-        ``flask_confirm/email.txt`` and ``flask_confirm/email.html``, which the
-        app can override in its own templates folder."""
+        """Render the mail with ``user``'s confirmation link: the ``confirm``
+        message to the current address, or, while an email change is pending,
+        the ``email_change`` message to the new one (see :mod:`.messages`)."""
         settings = self._get_state().settings
-        context = {
-            "user": user,
-            "confirm_url": self.confirm_url(user),
-            "expires_in": dt.timedelta(seconds=settings.token_max_age),
-            "expires_in_words": _duration_words(settings.token_max_age),
-        }
-        return EmailMessage(
-            to=_email(user),
-            sender=settings.mail_from,
-            subject=settings.subject,
-            text=render_template("flask_confirm/email.txt", **context),
-            html=render_template("flask_confirm/email.html", **context),
+        kind = "email_change" if user.pending_email is not None else "confirm"
+        return compose(
+            settings,
+            kind,
+            _target(user),
+            user=user,
+            confirm_url=self.confirm_url(user),
+            **validity(settings.token_max_age),
         )
 
     def confirm_user(self, user: ConfirmableMixin) -> bool:
@@ -614,23 +754,124 @@ class Confirm:
             return False
         state = self._get_state()
         model = state.user_model
+        done = self._update_user(
+            state,
+            user,
+            [model.email == _email(user), model.email_confirmed_at.is_(None)],
+            {"email_confirmed_at": utcnow()},
+        )
+        if done:
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+            signals.email_confirmed.send(app, user=user)
+        return done
+
+    def confirm_email_change(self, user: ConfirmableMixin, new_email: str) -> bool:
+        """Complete ``user``'s pending change to ``new_email``: it becomes the
+        confirmed address, in one conditional ``UPDATE``, and
+        :data:`.email_changed` and :data:`.email_confirmed` are sent.
+
+        :return: ``False`` if no change to ``new_email`` is pending (it was
+            made already, or cancelled, or replaced by another).
+        :raises EmailInUse: someone else took the address meanwhile (the
+            database's unique constraint said so); the change stays pending.
+        """
+        state = self._get_state()
+        model = state.user_model
+        old_email = _email(user)
+        try:
+            done = self._update_user(
+                state,
+                user,
+                [model.pending_email == new_email],
+                {
+                    "email": new_email,
+                    "pending_email": None,
+                    "email_confirmed_at": utcnow(),
+                },
+            )
+        except IntegrityError as e:
+            state.db.session.rollback()
+            raise EmailInUse("Another user has that address already.") from e
+        if done:
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+            signals.email_changed.send(app, user=user, old_email=old_email)
+            signals.email_confirmed.send(app, user=user)
+        return done
+
+    def _update_user(
+        self,
+        state: _State,
+        user: ConfirmableMixin,
+        conditions: list[t.Any],
+        values: dict[str, t.Any],
+    ) -> bool:
+        """``UPDATE`` ``user``'s row with ``values`` if ``conditions`` still
+        hold, and commit (which expires ``user``, so it reloads what was
+        stored). Whether a row changed. Internal."""
+        model = state.user_model
         key_column = sa_inspect(model).primary_key[0]
         result = state.db.session.execute(
             update(model)
-            .where(
-                key_column == _primary_key(state, user),
-                model.email == _email(user),
-                model.email_confirmed_at.is_(None),
-            )
-            .values(email_confirmed_at=utcnow())
+            .where(key_column == _primary_key(state, user), *conditions)
+            .values(**values)
             .execution_options(synchronize_session=False)
         )
-        state.db.session.commit()  # expires ``user``: it reloads what was stored
-        if getattr(result, "rowcount", 0) != 1:
-            return False
+        state.db.session.commit()
+        return getattr(result, "rowcount", 0) == 1
+
+    def make_reset_token(self, user: ConfirmableMixin) -> str:
+        """Return a password-reset token for ``user``, bound to their address
+        and current password hash (:data:`CONFIRM_PASSWORD_HASH_ATTRIBUTE`)."""
+        state = self._get_state()
+        return state.reset_serializer.sign(
+            _primary_key(state, user), _reset_binding(state, user)
+        )
+
+    def reset_url(self, user: ConfirmableMixin) -> str:
+        """Return a fresh password-reset link for ``user``."""
+        return self._external_url("confirm.reset_password", self.make_reset_token(user))
+
+    def load_reset_user(self, token: str) -> t.Any:
+        """Return the user a password-reset token was made for.
+
+        :raises TokenExpired: older than :data:`CONFIRM_PASSWORD_RESET_MAX_AGE`.
+        :raises TokenInvalid: the token is bad, was used already (the password
+            changed), or its user is gone, changed address or is unconfirmed.
+        """
+        state = self._get_state()
+        user_id, digest = state.reset_serializer.loads(token)
+        user = self._get_user(state, user_id)
+        if not user.email_confirmed or not hmac.compare_digest(
+            _reset_binding(state, user), digest
+        ):
+            raise TokenInvalid("The reset token is used, stale or not for this user.")
+        return user
+
+    def render_reset_message(self, user: ConfirmableMixin) -> EmailMessage:
+        """Render the ``password_reset`` mail for ``user``."""
+        settings = self._get_state().settings
+        return compose(
+            settings,
+            "password_reset",
+            _email(user),
+            user=user,
+            reset_url=self.reset_url(user),
+            **validity(settings.password_reset_max_age),
+        )
+
+    def reset_password(self, user: ConfirmableMixin, password: str) -> None:
+        """Set ``user``'s password through the app's setter, commit, and send
+        :data:`.password_reset`. The reset link dies with the old hash."""
+        state = self._get_state()
+        setter = state.password_setter
+        if setter is not None:
+            setter(user, password)
+        else:
+            user.set_password(password)  # type: ignore[attr-defined]
+        state.db.session.add(user)
+        state.db.session.commit()
         app = current_app._get_current_object()  # type: ignore[attr-defined]
-        signals.email_confirmed.send(app, user=user)
-        return True
+        signals.password_reset.send(app, user=user)
 
     def find_user(self, email: str) -> t.Any:
         """Return the user with address ``email`` (compared without regard to
@@ -645,18 +886,15 @@ class Confirm:
         return state.db.session.scalars(query.limit(1)).first()
 
 
+def _retry(state: _State) -> Retry | None:
+    settings = state.settings
+    if not settings.retries:
+        return None
+    return Retry(max=settings.retries, interval=list(settings.retry_intervals))
+
+
 def _as_bytes(value: str | bytes) -> bytes:
     return value.encode("utf-8") if isinstance(value, str) else value
-
-
-def _duration_words(seconds: int) -> str:
-    """``86400`` -> ``"24 hours"``: the largest unit that divides evenly, so the
-    mail never rounds a validity period up."""
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds % size == 0 and (unit != "day" or seconds > 86400):
-            count = seconds // size
-            return f"{count} {unit}{'s' if count != 1 else ''}"
-    return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
 def _check_user_model(model: type[t.Any]) -> None:
@@ -672,6 +910,36 @@ def _check_user_model(model: type[t.Any]) -> None:
             f"user_model={model.__name__} has no 'email' attribute; the address"
             " to confirm must be in a column named 'email'."
         )
+
+
+def _check_password_reset(
+    settings: Settings, model: type[t.Any], setter: PasswordSetter | None
+) -> None:
+    if setter is None and not callable(getattr(model, "set_password", None)):
+        raise ConfigError(
+            f"{Keys.PASSWORD_RESET} is on, but Flask-Confirm does not know how to"
+            f" set a password: give {model.__name__} a set_password(password)"
+            " method, or pass password_setter=func(user, password) to Confirm()"
+            " or init_app()."
+        )
+    if not hasattr(model, settings.password_hash_attribute):
+        raise ConfigError(
+            f"{Keys.PASSWORD_RESET} is on, but {model.__name__} has no attribute"
+            f" {settings.password_hash_attribute!r} ({Keys.PASSWORD_HASH_ATTRIBUTE})."
+            " Reset links are bound to the stored password hash so that they work"
+            " once: set the key to the name of the column that holds it."
+        )
+
+
+def _reset_binding(state: _State, user: t.Any) -> str:
+    stored = getattr(user, state.settings.password_hash_attribute, None)
+    return reset_digest(_email(user), None if stored is None else str(stored))
+
+
+def _target(user: t.Any) -> str:
+    """The address being confirmed: the pending new one, else the current."""
+    pending = getattr(user, "pending_email", None)
+    return pending if isinstance(pending, str) and pending else _email(user)
 
 
 def _primary_key(state: _State, user: t.Any) -> t.Any:

@@ -80,6 +80,13 @@ class ConfirmableMixin:
     confirmation_error: Mapped[str | None] = mapped_column(
         String(500), default=None, nullable=True
     )
+    #: The new address asked for by :meth:`.Confirm.request_email_change`,
+    #: until its link is confirmed (then it becomes :attr:`email`) or the
+    #: change is cancelled. While it is set, the ``confirmation_*`` columns
+    #: describe the link mailed to it.
+    pending_email: Mapped[str | None] = mapped_column(
+        String(320), default=None, nullable=True
+    )
 
     @property
     def email_confirmed(self) -> bool:
@@ -91,8 +98,12 @@ class ConfirmableMixin:
     def confirmation_state(self) -> str:
         """One of ``"confirmed"``, ``"failed"``, ``"requested"`` (a link is
         owed and not yet accepted by the provider), ``"sent"`` (awaiting the
-        click) or ``"none"`` (never requested)."""
-        if self.email_confirmed_at is not None:
+        click) or ``"none"`` (never requested).
+
+        While an email change is pending (:attr:`pending_email`), it is the
+        state of the link to the new address, never ``"confirmed"``.
+        """
+        if self.email_confirmed_at is not None and self.pending_email is None:
             return "confirmed"
         if self.confirmation_requested_at is None:
             return "none"
@@ -115,11 +126,14 @@ def state_filters(model: type[t.Any]) -> dict[str, ColumnElement[bool]]:
     for counting and sweeping without loading rows. Internal."""
     requested = model.confirmation_requested_at
     sent, failed = model.confirmation_sent_at, model.confirmation_failed_at
-    unconfirmed = model.email_confirmed_at.is_(None)
+    confirmed = and_(
+        model.email_confirmed_at.is_not(None), model.pending_email.is_(None)
+    )
+    unconfirmed = not_(confirmed)
     is_failed = and_(failed.is_not(None), failed >= requested)
     is_sent = and_(sent.is_not(None), sent >= requested)
     return {
-        "confirmed": model.email_confirmed_at.is_not(None),
+        "confirmed": confirmed,
         "failed": and_(unconfirmed, requested.is_not(None), is_failed),
         "sent": and_(unconfirmed, requested.is_not(None), is_sent, not_(is_failed)),
         "requested": and_(

@@ -65,9 +65,52 @@ email_confirmed = _signals.signal(
     """,
 )
 
+email_change_requested = _signals.signal(
+    "email-change-requested",
+    doc="""Sent by :meth:`.Confirm.request_email_change` once the new address
+    is recorded as pending.
+
+    :param user: the user, with ``pending_email`` set.
+    :param new_email: the address asked for.
+    :param job_id: the id of the job mailing the link, or ``None``.
+    """,
+)
+
+email_changed = _signals.signal(
+    "email-changed",
+    doc="""Sent when a user confirms an email change through its link, before
+    :data:`email_confirmed`.
+
+    :param user: the user, with the new ``email`` committed.
+    :param old_email: the address it replaced.
+    """,
+)
+
+password_reset_requested = _signals.signal(
+    "password-reset-requested",
+    doc="""Sent by :meth:`.Confirm.request_password_reset` when a reset link
+    was queued for a (confirmed) user.
+
+    :param user: the user.
+    :param job_id: the id of the job, or ``None`` if it could not be queued.
+    """,
+)
+
+password_reset = _signals.signal(
+    "password-reset",
+    doc="""Sent after a user set a new password through a reset link.
+
+    :param user: the user, with the new password committed.
+    """,
+)
+
 __all__ = [
     "confirmation_failed",
     "confirmation_requested",
     "confirmation_sent",
+    "email_change_requested",
+    "email_changed",
     "email_confirmed",
+    "password_reset",
+    "password_reset_requested",
 ]

@@ -26,6 +26,7 @@ from .faults import describe
 from .faults import is_permanent
 from .faults import is_throttling
 from .faults import TransientSendError
+from .messages import compose
 from .models import utcnow
 
 if t.TYPE_CHECKING:
@@ -123,6 +124,57 @@ def send_batch_job(user_ids: list[UserId]) -> dict[str, int]:
             " the retry sends only those still owed."
         )
     return counts
+
+
+def send_message_job(kind: str, user_id: UserId, *extra: t.Any) -> str | None:
+    """Mail a message that keeps no state on the user. Runs in the worker.
+
+    ``password_reset``: the reset link, made now, so the token is never
+    stored; skipped if the user is gone or unconfirmed.
+    ``email_change_notice`` (``extra`` is the old address): tells the old
+    address that a change to the new one was asked for; skipped if the
+    change was cancelled.
+
+    Failures are logged and raised for RQ to retry (a permanent one cancels
+    the retries); nothing is recorded on the user, since the user can simply
+    ask again.
+
+    :return: the provider's message id.
+    """
+    confirm = current_app.extensions["confirm"]
+    state = confirm._get_state()
+    user = state.db.session.get(state.user_model, user_id)
+    message: EmailMessage | None = None
+    if user is None:
+        pass
+    elif kind == "password_reset":
+        if user.email_confirmed and state.settings.password_reset:
+            message = confirm.render_reset_message(user)
+    elif kind == "email_change_notice":
+        (old_email,) = extra
+        new_email = user.pending_email or user.email
+        if new_email.strip().lower() != old_email.strip().lower():
+            message = compose(
+                state.settings, kind, old_email, user=user, new_email=new_email
+            )
+    else:
+        raise ValueError(f"Unknown message kind {kind!r}.")
+    state.db.session.rollback()
+    if message is None:
+        logger.info("No %s message owed to user %r; nothing sent.", kind, user_id)
+        return None
+    try:
+        message_id = _send_within_rate(state, message)
+    except Exception as e:
+        job = get_current_job()
+        if is_permanent(e) and job is not None:
+            job.retries_left = 0
+        logger.warning(
+            "Sending the %s message for user %r failed: %s", kind, user_id, describe(e)
+        )
+        raise
+    logger.info("%s message for user %r sent (%s).", kind, user_id, message_id)
+    return message_id
 
 
 @contextlib.contextmanager

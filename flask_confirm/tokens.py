@@ -26,6 +26,9 @@ MAX_TOKEN_LENGTH = 512
 #: a session cookie) never validates as a confirmation token.
 SALT = "flask-confirm.email-confirmation"
 
+#: The salt of password-reset tokens.
+RESET_SALT = "flask-confirm.password-reset"
+
 UserId = int | str
 
 
@@ -35,6 +38,14 @@ def address_digest(email: str) -> str:
     return hashlib.sha256(normalised.encode("utf-8")).hexdigest()[:20]
 
 
+def reset_digest(email: str, password_hash: str | None) -> str:
+    """Return the binding of a password-reset token: the address and the
+    stored password hash, so the token dies once the password is set (it is
+    single-use) or the address changes."""
+    material = f"{email.strip().lower()}\0{password_hash or ''}"
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()[:20]
+
+
 class TokenSerializer:
     """Makes and checks confirmation tokens for one application.
 
@@ -42,22 +53,30 @@ class TokenSerializer:
         the last one. Pass ``[*app.config["SECRET_KEY_FALLBACKS"], app.secret_key]``
         so that rotating the key does not kill links already mailed.
     :param max_age: seconds a token stays valid after it was made.
+    :param salt: the token's purpose (:data:`SALT` or :data:`RESET_SALT`).
     """
 
-    def __init__(self, secret_keys: list[str | bytes], max_age: int) -> None:
+    def __init__(
+        self, secret_keys: list[str | bytes], max_age: int, salt: str = SALT
+    ) -> None:
         # itsdangerous accepts str and bytes keys mixed; its annotation does not.
         keys = t.cast("list[str]", secret_keys)
-        self._serializer = URLSafeTimedSerializer(keys, salt=SALT)
+        self._serializer = URLSafeTimedSerializer(keys, salt=salt)
         self.max_age = max_age
 
     def dumps(self, user_id: UserId, email: str) -> str:
         """Make a token for ``user_id`` at ``email``."""
-        return self._serializer.dumps([user_id, address_digest(email)])
+        return self.sign(user_id, address_digest(email))
+
+    def sign(self, user_id: UserId, digest: str) -> str:
+        """Make a token for ``user_id`` bound to ``digest`` (an
+        :func:`address_digest` or a :func:`reset_digest`)."""
+        return self._serializer.dumps([user_id, digest])
 
     def loads(self, token: str) -> tuple[UserId, str]:
-        """Check ``token`` and return ``(user_id, address_digest)``.
+        """Check ``token`` and return ``(user_id, digest)``.
 
-        The caller must still compare the digest with the user's current address
+        The caller must still compare the digest with the user's current state
         (:func:`address_digest`), since only it can load the user.
 
         :raises TokenExpired: the signature is good but older than ``max_age``.

@@ -189,8 +189,10 @@ def test_message_has_link_in_both_parts_and_expiry(make_app: AppFactory) -> None
 
 
 def test_templates_are_overridable(make_app: AppFactory, tmp_path: t.Any) -> None:
-    (tmp_path / "flask_confirm").mkdir()
-    (tmp_path / "flask_confirm" / "email.txt").write_text("Custom: {{ confirm_url }}")
+    (tmp_path / "flask_confirm" / "mail").mkdir(parents=True)
+    (tmp_path / "flask_confirm" / "mail" / "confirm.txt").write_text(
+        "Custom: {{ confirm_url }}"
+    )
     app = make_app()
     app.jinja_loader.searchpath.insert(0, str(tmp_path))  # type: ignore[union-attr]
     with app.app_context():

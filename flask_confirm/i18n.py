@@ -1,0 +1,51 @@
+"""Translation hooks: every user-facing string passes through :func:`gettext`.
+
+Flask-Babel is optional. When the app has set it up, strings are translated
+through it (in the app's own catalogues, with the current locale); otherwise
+they are returned as written, with ``%(name)s`` placeholders filled in. The
+templates get the same functions as ``_``, ``gettext`` and ``ngettext``.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from flask import current_app
+from flask import render_template
+
+
+def _babel() -> t.Any:
+    """Flask-Babel's module when the current app uses it, else ``None``."""
+    if "babel" not in current_app.extensions:
+        return None
+    try:
+        import flask_babel
+    except ImportError:  # pragma: no cover - an extension without its package
+        return None
+    return flask_babel
+
+
+def gettext(string: str, **variables: t.Any) -> str:
+    """Translate ``string`` with Flask-Babel if the app uses it, then fill in
+    ``variables``."""
+    babel = _babel()
+    if babel is not None:
+        return t.cast(str, babel.gettext(string, **variables))
+    return string % variables if variables else string
+
+
+def ngettext(singular: str, plural: str, num: int, **variables: t.Any) -> str:
+    """Like :func:`gettext` for a string with a count; ``%(num)d`` is ``num``."""
+    babel = _babel()
+    if babel is not None:
+        return t.cast(str, babel.ngettext(singular, plural, num, **variables))
+    variables.setdefault("num", num)
+    return (singular if num == 1 else plural) % variables
+
+
+def render(template: str, **context: t.Any) -> str:
+    """Render one of Flask-Confirm's templates with the translation functions
+    in its context, so an overriding template can use them too."""
+    return render_template(
+        template, _=gettext, gettext=gettext, ngettext=ngettext, **context
+    )
