@@ -1,7 +1,8 @@
 """Flask-Confirm: email-address confirmation for Flask.
 
 Signed, expiring links mailed from an RQ worker, a page that confirms them,
-resend, and a protected monitoring dashboard.
+resend, email change, optional password reset, and a protected monitoring
+dashboard.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from .addresses import InvalidEmail
 from .decorators import confirmed_required
 from .errors import ConfigError
 from .errors import ConfirmError
+from .errors import EmailInUse
 from .errors import TokenError
 from .errors import TokenExpired
 from .errors import TokenInvalid
@@ -26,6 +28,7 @@ __all__ = [
     "Confirm",
     "ConfirmError",
     "ConfirmableMixin",
+    "EmailInUse",
     "EmailMessage",
     "InvalidEmail",
     "PermanentSendError",

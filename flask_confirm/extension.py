@@ -43,7 +43,7 @@ from .senders import make_sender
 from .tasks import make_job_class
 from .tasks import send_batch_job
 from .tasks import send_confirmation_job
-from .tasks import send_message_job
+from .tasks import send_reset_job
 from .tokens import address_digest
 from .tokens import reset_digest
 from .tokens import RESET_SALT
@@ -319,13 +319,16 @@ class Confirm:
         """Start changing ``user``'s address to ``new_email``.
 
         The new address is kept in :attr:`~.ConfirmableMixin.pending_email`
-        and the request committed, as :meth:`send_confirmation` does; a link
-        goes to the new address and a notice (no link) to the current one.
-        The address changes only when the link is confirmed. Until then the
-        user keeps the current address, confirmed or not; a link mailed for an
-        earlier change stops working, and once the change is made so does
-        every link for the old address. The same delivery guarantee as for
-        confirmations applies to the link (sweeps, retries, ``status``).
+        and the request committed, as :meth:`send_confirmation` does; the
+        worker mails a link to the new address and, just before it, a notice
+        (no link) to the current one. The address changes only when the link
+        is confirmed. Until then the user keeps the current address, confirmed
+        or not; a link mailed for an earlier change stops working, and once
+        the change is made so does every link for the old address. The same
+        delivery guarantee as for confirmations applies to the link and the
+        notice (sweeps, retries, ``status``); a retried link repeats the
+        notice, and a notice the old mailbox refuses does not hold up the
+        link.
 
         :raises InvalidEmail: ``new_email`` is not a usable address.
         :raises EmailInUse: another user has that address already.
@@ -348,7 +351,6 @@ class Confirm:
         state.db.session.commit()
         user_id = _primary_key(state, user)
         job_id = self._dispatch(state, "confirm", user_id)
-        self._dispatch(state, "email_change_notice", user_id, old_email)
         signals.email_change_requested.send(
             app, user=user, new_email=new_email, job_id=job_id
         )
@@ -394,10 +396,9 @@ class Confirm:
         signals.password_reset_requested.send(app, user=user, job_id=job_id)
         return job_id
 
-    def _dispatch(
-        self, state: _State, kind: str, user_id: UserId, *extra: t.Any
-    ) -> str | None:
-        """Queue the job that sends the message of ``kind`` to ``user_id`` (or
+    def _dispatch(self, state: _State, kind: str, user_id: UserId) -> str | None:
+        """Queue the job that sends the ``confirm`` (or ``email_change``) or
+        ``password_reset`` message to ``user_id`` (or
         run it here when :data:`CONFIRM_ASYNC` is false). A Redis or sending
         failure is logged, not raised: the caller's request has done its part,
         and a confirmation stays recorded for the sweeper. Internal."""
@@ -409,7 +410,7 @@ class Confirm:
                     if kind == "confirm":
                         send_confirmation_job(user_id)
                     else:
-                        send_message_job(kind, user_id, *extra)
+                        send_reset_job(user_id)
             except Exception:
                 logger.exception("Inline %s for user %r failed.", words, user_id)
             return f"inline-{uuid.uuid4().hex}"
@@ -417,8 +418,8 @@ class Confirm:
             if kind == "confirm":
                 return self._enqueue(state, [user_id])[0]
             return state.queue.enqueue_call(
-                send_message_job,
-                args=(kind, user_id, *extra),
+                send_reset_job,
+                args=(user_id,),
                 description=f"{kind} message for user {user_id!r}",
                 timeout=state.settings.job_timeout,
                 retry=_retry(state),

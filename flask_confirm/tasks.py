@@ -126,18 +126,14 @@ def send_batch_job(user_ids: list[UserId]) -> dict[str, int]:
     return counts
 
 
-def send_message_job(kind: str, user_id: UserId, *extra: t.Any) -> str | None:
-    """Mail a message that keeps no state on the user. Runs in the worker.
+def send_reset_job(user_id: UserId) -> str | None:
+    """Mail a password reset link to the user with ``user_id``. Runs in the
+    worker.
 
-    ``password_reset``: the reset link, made now, so the token is never
-    stored; skipped if the user is gone or unconfirmed.
-    ``email_change_notice`` (``extra`` is the old address): tells the old
-    address that a change to the new one was asked for; skipped if the
-    change was cancelled.
-
-    Failures are logged and raised for RQ to retry (a permanent one cancels
-    the retries); nothing is recorded on the user, since the user can simply
-    ask again.
+    The link is made now, so the token is never stored; nothing is sent if
+    the user is gone or their address is not confirmed. Failures are logged
+    and raised for RQ to retry (a permanent one cancels the retries); nothing
+    is recorded on the user, who can simply ask again.
 
     :return: the provider's message id.
     """
@@ -145,23 +141,11 @@ def send_message_job(kind: str, user_id: UserId, *extra: t.Any) -> str | None:
     state = confirm._get_state()
     user = state.db.session.get(state.user_model, user_id)
     message: EmailMessage | None = None
-    if user is None:
-        pass
-    elif kind == "password_reset":
-        if user.email_confirmed and state.settings.password_reset:
-            message = confirm.render_reset_message(user)
-    elif kind == "email_change_notice":
-        (old_email,) = extra
-        new_email = user.pending_email or user.email
-        if new_email.strip().lower() != old_email.strip().lower():
-            message = compose(
-                state.settings, kind, old_email, user=user, new_email=new_email
-            )
-    else:
-        raise ValueError(f"Unknown message kind {kind!r}.")
+    if user is not None and user.email_confirmed and state.settings.password_reset:
+        message = confirm.render_reset_message(user)
     state.db.session.rollback()
     if message is None:
-        logger.info("No %s message owed to user %r; nothing sent.", kind, user_id)
+        logger.info("No password reset owed to user %r; nothing sent.", user_id)
         return None
     try:
         message_id = _send_within_rate(state, message)
@@ -170,10 +154,10 @@ def send_message_job(kind: str, user_id: UserId, *extra: t.Any) -> str | None:
         if is_permanent(e) and job is not None:
             job.retries_left = 0
         logger.warning(
-            "Sending the %s message for user %r failed: %s", kind, user_id, describe(e)
+            "Sending the password reset for user %r failed: %s", user_id, describe(e)
         )
         raise
-    logger.info("%s message for user %r sent (%s).", kind, user_id, message_id)
+    logger.info("Password reset for user %r sent (%s).", user_id, message_id)
     return message_id
 
 
@@ -232,6 +216,28 @@ def _send_within_rate(state: _State, message: EmailMessage) -> str | None:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _send_change_notice(state: _State, user: t.Any) -> None:
+    """Tell the current address that a change to ``pending_email`` was asked
+    for. Sent with each attempt at the change link, so it is as durable as
+    the link (and repeated if the link is retried). Best effort: the old
+    mailbox may well be gone, which must not hold up the change."""
+    message = compose(
+        state.settings,
+        "email_change_notice",
+        user.email,
+        user=user,
+        new_email=user.pending_email,
+    )
+    try:
+        _send_within_rate(state, message)
+    except Exception as e:
+        logger.warning(
+            "The email change notice to the old address of user %r failed: %s",
+            user.id,
+            describe(e),
+        )
+
+
 def _send(
     confirm: Confirm, state: _State, user_id: UserId, *, in_batch: bool
 ) -> str | None:
@@ -244,6 +250,8 @@ def _send(
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     message = confirm.render_message(user)
+    if user.pending_email is not None:
+        _send_change_notice(state, user)
     try:
         message_id = _send_within_rate(state, message)
     except Exception as e:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import math
 import typing as t
@@ -13,14 +14,17 @@ from flask import Blueprint
 from flask import current_app
 from flask import flash
 from flask import redirect
-from flask import render_template
 from flask import request
 from redis.exceptions import RedisError
 
+from . import i18n
 from .addresses import InvalidEmail
 from .addresses import normalize_email
+from .errors import EmailInUse
 from .errors import TokenExpired
 from .errors import TokenInvalid
+from .i18n import gettext
+from .i18n import ngettext
 
 if t.TYPE_CHECKING:
     from flask.typing import ResponseReturnValue
@@ -32,18 +36,44 @@ if t.TYPE_CHECKING:
 logger = logging.getLogger("flask_confirm")
 
 CONFIRMED_MESSAGE = "Your email address is confirmed. Thank you!"
+EMAIL_CHANGED_MESSAGE = "Your new email address is confirmed and now in use."
 RESEND_MESSAGE = (
     "If that address is registered and not yet confirmed, a new confirmation"
     " link is on its way."
 )
+RESET_REQUEST_MESSAGE = (
+    "If that address belongs to a confirmed account, a link to reset its"
+    " password is on its way."
+)
+PASSWORD_RESET_MESSAGE = "Your password has been changed."
 RATE_LIMITED_MESSAGE = "Too many requests from your network. Please try again later."
+
+#: The ``error`` code of a JSON answer for each status Flask or Werkzeug may
+#: answer before a view runs.
+HTTP_ERROR_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
+
+#: Longer passwords are refused before hashing them costs anything.
+MAX_PASSWORD_LENGTH = 1024
+
+
+class _BadInput(Exception):
+    """A request the view must refuse with ``code`` and ``message``."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
 
 
 def create_blueprint(settings: Settings) -> Blueprint:
     """Build the ``confirm`` blueprint for one app. Internal.
 
     A new blueprint per app, so that nothing registered for one app (the URL
-    prefix, the hooks) leaks into another.
+    prefix, the hooks, the password reset routes) leaks into another.
     """
     bp = Blueprint(
         "confirm",
@@ -63,13 +93,18 @@ def create_blueprint(settings: Settings) -> Blueprint:
             abort(413)
 
     @bp.after_app_request
-    def protect_token(response: Response) -> Response:
+    def finish(response: Response) -> Response:
         # The page's URL holds the token: keep it out of Referer headers and
         # out of shared caches; and let no other site frame the button. An
         # app-wide hook matched on the path, so that answers given before
-        # routing knows the blueprint (405, 413) carry the headers too.
+        # routing knows the blueprint (405, 413) carry the headers too, and
+        # are JSON when the client asked for JSON.
         if not request.path.startswith(f"{settings.url_prefix}/"):
             return response
+        code = HTTP_ERROR_CODES.get(response.status_code)
+        if code and response.mimetype != "application/json" and wants_json():
+            response.set_data(json.dumps({"error": code, "message": response.status}))
+            response.mimetype = "application/json"
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers["Cache-Control"] = "no-store"
         response.headers["X-Frame-Options"] = "DENY"
@@ -87,28 +122,50 @@ def create_blueprint(settings: Settings) -> Blueprint:
         GET changes nothing, since mail scanners open every link in a message;
         with :data:`CONFIRM_ON_GET` a GET confirms too. HEAD never does. After
         confirming, the visitor goes to ``next`` if it is a path on this site,
-        else to :data:`CONFIRM_REDIRECT_URL`.
+        else to :data:`CONFIRM_REDIRECT_URL`. A link mailed for an email change
+        makes the new address the user's.
         """
+        template = "flask_confirm/confirm.html"
         confirm = _confirm()
         try:
-            user = confirm.load_user(token)
-        except TokenExpired:
-            return render_template("flask_confirm/confirm.html", state="expired"), 400
-        except TokenInvalid:
-            return render_template("flask_confirm/confirm.html", state="invalid"), 400
+            user, address = confirm._resolve(token)
+        except (TokenExpired, TokenInvalid) as e:
+            return _token_error(template, e)
+        change = address == user.pending_email
 
-        next_url = safe_next(request.values.get("next"))
         if request.method == "POST" or (request.method == "GET" and settings.on_get):
-            confirm.confirm_user(user)
+            try:
+                if change:
+                    confirm.confirm_email_change(user, address)
+                else:
+                    confirm.confirm_user(user)
+            except EmailInUse:
+                return _refuse(
+                    template,
+                    _BadInput(
+                        "email_in_use",
+                        gettext("That address is now used by another account."),
+                        409,
+                    ),
+                    state="invalid",
+                )
             # The same answer whether or not it was confirmed before: the
             # holder of the link learns nothing new either way.
-            flash(CONFIRMED_MESSAGE, "success")
-            return redirect(next_url or settings.redirect_url)
-        return render_template(
-            "flask_confirm/confirm.html",
+            message = gettext(EMAIL_CHANGED_MESSAGE if change else CONFIRMED_MESSAGE)
+            if wants_json():
+                return {"status": "confirmed", "email": address, "message": message}
+            flash(message, "success")
+            return redirect(
+                safe_next(request.values.get("next")) or settings.redirect_url
+            )
+        if wants_json():
+            return {"status": "pending", "email": address, "change": change}
+        return render(
+            template,
             state="pending",
-            email=user.email,
-            next_url=next_url,
+            email=address,
+            change=change,
+            next_url=safe_next(request.values.get("next")),
         )
 
     @bp.route("/resend", methods=["GET", "POST"])
@@ -120,31 +177,183 @@ def create_blueprint(settings: Settings) -> Blueprint:
         nobody who is registered. Only the per-client limit answers
         differently (429), and it depends on nothing but the client.
         """
-        if request.method != "POST":  # GET, and HEAD (which Flask routes here)
-            return render_template("flask_confirm/resend.html")
-        confirm = _confirm()
-        wait = _hit(confirm, "resend-ip", client_ip(), settings.resend_ip_limit)
-        if wait:
-            return (
-                render_template(
-                    "flask_confirm/resend.html", error=RATE_LIMITED_MESSAGE
-                ),
-                429,
-                {"Retry-After": str(math.ceil(wait))},
-            )
-        try:
-            email = normalize_email(request.form.get("email", ""))
-        except InvalidEmail as e:
-            return render_template("flask_confirm/resend.html", error=str(e)), 400
-        if not _hit(
-            confirm, "resend-address", email.lower(), settings.resend_address_limit
-        ):
+
+        def send(confirm: Confirm, email: str) -> None:
             user = confirm.find_user(email)
             if user is not None and not user.email_confirmed:
                 confirm.send_confirmation(user)
-        return render_template("flask_confirm/resend.html", sent=RESEND_MESSAGE)
+
+        return _request_by_address(
+            settings, "resend", "flask_confirm/resend.html", RESEND_MESSAGE, send
+        )
+
+    if settings.password_reset:
+
+        @bp.route("/reset", methods=["GET", "POST"])
+        def reset_request() -> ResponseReturnValue:
+            """Mail a password reset link (POST ``email``), answering alike
+            whether or not the address belongs to a confirmed account, with
+            the same limits as resend."""
+
+            def send(confirm: Confirm, email: str) -> None:
+                user = confirm.find_user(email)
+                if user is not None and user.email_confirmed:
+                    confirm.request_password_reset(user)
+
+            return _request_by_address(
+                settings,
+                "reset",
+                "flask_confirm/reset_request.html",
+                RESET_REQUEST_MESSAGE,
+                send,
+            )
+
+        @bp.route("/reset/<token>", methods=["GET", "POST"])
+        def reset_password(token: str) -> ResponseReturnValue:
+            """Show the new-password form (GET); set the password (POST
+            ``password`` and ``password_confirm``). The link works once: it
+            is bound to the password it replaces."""
+            template = "flask_confirm/reset.html"
+            confirm = _confirm()
+            try:
+                user = confirm.load_reset_user(token)
+            except (TokenExpired, TokenInvalid) as e:
+                return _token_error(template, e)
+            if request.method != "POST":
+                if wants_json():
+                    return {"status": "pending", "email": user.email}
+                return render(template, state="pending", email=user.email)
+            try:
+                password = _field("password")
+                confirmation = _field("password_confirm", default=password)
+                _check_password(settings, password, confirmation)
+            except _BadInput as e:
+                return _refuse(template, e, state="pending", email=user.email)
+            confirm.reset_password(user, password)
+            message = gettext(PASSWORD_RESET_MESSAGE)
+            if wants_json():
+                return {"status": "password_reset", "message": message}
+            flash(message, "success")
+            return redirect(settings.redirect_url)
 
     return bp
+
+
+def wants_json() -> bool:
+    """Whether to answer JSON: the request has a JSON body, or prefers
+    ``application/json`` to HTML in its ``Accept`` header."""
+    if request.is_json:
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json"
+
+
+def render(template: str, **context: t.Any) -> str:
+    return i18n.render(template, **context)
+
+
+def _refuse(template: str, error: _BadInput, **context: t.Any) -> ResponseReturnValue:
+    """Answer a refused request: JSON ``{"error", "message"}`` or the page
+    with the message, with the error's status."""
+    if wants_json():
+        return {"error": error.code, "message": error.message}, error.status
+    return render(template, error=error.message, **context), error.status
+
+
+def _token_error(template: str, error: Exception) -> ResponseReturnValue:
+    expired = isinstance(error, TokenExpired)
+    if wants_json():
+        message = gettext(
+            "The link has expired." if expired else "The link is not valid."
+        )
+        code = "token_expired" if expired else "token_invalid"
+        return {"error": code, "message": message}, 400
+    return render(template, state="expired" if expired else "invalid"), 400
+
+
+def _field(name: str, default: str = "") -> str:
+    """A string field from the JSON body or the form.
+
+    :raises _BadInput: the JSON body is not an object of strings.
+    """
+    if request.is_json:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise _BadInput(
+                "invalid_json", gettext("The request body must be a JSON object.")
+            )
+        value = body.get(name, default)
+    else:
+        value = request.form.get(name, default)
+    if not isinstance(value, str):
+        raise _BadInput(
+            "invalid_json", gettext("%(name)s must be a string.", name=name)
+        )
+    return value
+
+
+def _check_password(settings: Settings, password: str, confirmation: str) -> None:
+    if len(password) < settings.password_min_length:
+        raise _BadInput(
+            "password_too_short",
+            ngettext(
+                "The password must be at least %(num)d character long.",
+                "The password must be at least %(num)d characters long.",
+                settings.password_min_length,
+            ),
+        )
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise _BadInput("password_too_long", gettext("The password is too long."))
+    if password != confirmation:
+        raise _BadInput(
+            "password_mismatch", gettext("The two passwords are not the same.")
+        )
+
+
+def _request_by_address(
+    settings: Settings,
+    scope: str,
+    template: str,
+    done_message: str,
+    send: t.Callable[[Confirm, str], None],
+) -> ResponseReturnValue:
+    """The shared body of resend and reset requests: per-client limit (429),
+    address check (400), per-address limit (silent), then ``send``; the same
+    answer for every address."""
+    if request.method != "POST":  # GET, and HEAD (which Flask routes here)
+        if wants_json():
+            return {"status": "ready", "fields": ["email"]}
+        return render(template)
+    confirm = _confirm()
+    wait = _hit(confirm, f"{scope}-ip", client_ip(), settings.resend_ip_limit)
+    if wait:
+        retry_after = math.ceil(wait)
+        if wants_json():
+            body = {
+                "error": "rate_limited",
+                "message": gettext(RATE_LIMITED_MESSAGE),
+                "retry_after": retry_after,
+            }
+            return body, 429, {"Retry-After": str(retry_after)}
+        return (
+            render(template, error=gettext(RATE_LIMITED_MESSAGE)),
+            429,
+            {"Retry-After": str(retry_after)},
+        )
+    try:
+        email = normalize_email(_field("email"))
+    except InvalidEmail as e:
+        return _refuse(template, _BadInput("invalid_email", str(e)))
+    except _BadInput as e:
+        return _refuse(template, e)
+    if not _hit(
+        confirm, f"{scope}-address", email.lower(), settings.resend_address_limit
+    ):
+        send(confirm, email)
+    message = gettext(done_message)
+    if wants_json():
+        return {"status": "accepted", "message": message}
+    return render(template, sent=message)
 
 
 def client_ip() -> str:

@@ -57,6 +57,21 @@ def test_async_defaults_to_not_testing(testing: bool, expected: bool) -> None:
         ({Keys.URL_PREFIX: "confirm"}, Keys.URL_PREFIX, "starting with '/'"),
         ({Keys.DASHBOARD_URL: "/"}, Keys.DASHBOARD_URL, "None"),
         ({Keys.QUEUE: ""}, Keys.QUEUE, "non-empty"),
+        ({Keys.MESSAGES: "Welcome"}, Keys.MESSAGES, "'password_reset'"),
+        ({Keys.MESSAGES: {"welcome": {}}}, Keys.MESSAGES, "'email_change'"),
+        (
+            {Keys.MESSAGES: {"confirm": {"subjct": "Hi"}}},
+            Keys.MESSAGES,
+            "'subject' and/or 'sender'",
+        ),
+        ({Keys.MESSAGES: {"confirm": {"subject": ""}}}, Keys.MESSAGES, "non-empty"),
+        ({Keys.PASSWORD_RESET_MAX_AGE: 0}, Keys.PASSWORD_RESET_MAX_AGE, "positive"),
+        ({Keys.PASSWORD_MIN_LENGTH: 0}, Keys.PASSWORD_MIN_LENGTH, ">= 1"),
+        (
+            {Keys.PASSWORD_RESET: True, Keys.PASSWORD_HASH_ATTRIBUTE: "pw"},
+            Keys.PASSWORD_HASH_ATTRIBUTE,
+            "name of the column",
+        ),
     ],
 )
 def test_bad_config_names_key_and_fix(
@@ -138,6 +153,26 @@ def test_model_without_email_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match="'email'"):
         Confirm().init_app(app, db=db, user_model=NoEmail)
+
+
+def test_password_reset_needs_a_setter() -> None:
+    app, db = _bare_app()
+    app.config[Keys.PASSWORD_RESET] = True
+
+    class NoSetter(ConfirmableMixin, db.Model):  # type: ignore[name-defined,misc]
+        id = db.Column(db.Integer, primary_key=True)
+        email = db.Column(db.String(320))
+        password_hash = db.Column(db.String(200))
+
+    with pytest.raises(ConfigError) as info:
+        Confirm().init_app(app, db=db, user_model=NoSetter)
+    assert Keys.PASSWORD_RESET in str(info.value)
+    assert "set_password(password)" in str(info.value)
+    assert "password_setter=" in str(info.value)
+    # A setter given to the extension is enough.
+    Confirm(password_setter=lambda user, password: None).init_app(
+        app, db=db, user_model=NoSetter
+    )
 
 
 def test_second_init_app_is_refused() -> None:

@@ -13,7 +13,10 @@ import sqlalchemy as sa
 from flask import Flask
 
 from conftest import AppFactory
+from flask_confirm import EmailInUse
+from flask_confirm import InvalidEmail
 from flask_confirm import signals
+from flask_confirm.models import utcnow
 from flask_confirm.tasks import send_confirmation_job
 
 
@@ -247,3 +250,56 @@ def test_address_changed_meanwhile_is_not_confirmed(
             db.session.commit()
         assert confirm.confirm_user(stale) is False
         assert db.session.get(User, user_id).email_confirmed_at is None
+
+
+def test_request_email_change_refuses_bad_addresses(make_app: AppFactory) -> None:
+    app = make_app()
+    confirm = app.extensions["confirm"]
+    with app.app_context():
+        user = add_user(app, "ada@example.org")
+        add_user(app, "bob@example.org")
+        with pytest.raises(InvalidEmail):
+            confirm.request_email_change(user, "not an address")
+        with pytest.raises(ValueError, match="current address"):
+            confirm.request_email_change(user, " ADA@example.org ")
+        with pytest.raises(EmailInUse):
+            confirm.request_email_change(user, "Bob@Example.org")
+        assert user.pending_email is None
+        assert confirm.sender.outbox == []
+        with captured(signals.email_change_requested, app) as requested:
+            job_id = confirm.request_email_change(user, "ada@new.example.org")
+        assert [(c["new_email"], c["job_id"]) for c in requested] == [
+            ("ada@new.example.org", job_id)
+        ]
+        assert [m.to for m in confirm.sender.outbox] == [
+            "ada@example.org",
+            "ada@new.example.org",
+        ]
+
+
+def test_password_setter_callable_and_signals(make_app: AppFactory) -> None:
+    calls: list[tuple[t.Any, str]] = []
+    app = make_app(CONFIRM_PASSWORD_RESET=True)
+    state = app.extensions["confirm"]._get_state(app)
+    state.password_setter = lambda user, password: calls.append((user.id, password))
+    confirm = app.extensions["confirm"]
+    with app.app_context():
+        user = add_user(app)
+        assert confirm.request_password_reset(user) is None  # not confirmed
+        user.email_confirmed_at = utcnow()
+        with captured(signals.password_reset_requested, app) as requested:
+            confirm.request_password_reset(user)
+        assert len(requested) == 1
+        with captured(signals.password_reset, app) as reset:
+            confirm.reset_password(user, "a new password")
+        assert calls == [(user.id, "a new password")]
+        assert len(reset) == 1
+        assert user.password_hash is None  # the model's own setter was not used
+
+
+def test_request_password_reset_needs_the_key(make_app: AppFactory) -> None:
+    app = make_app()
+    with app.app_context():
+        user = add_user(app)
+        with pytest.raises(RuntimeError, match="CONFIRM_PASSWORD_RESET = True"):
+            app.extensions["confirm"].request_password_reset(user)

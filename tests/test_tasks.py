@@ -566,3 +566,55 @@ def test_batch_job_keeps_per_user_rules(
         "b@example.org": "sent",
     }
     assert FailedJobRegistry("confirm", connection=redis_client).count == 0
+
+
+def test_email_change_and_reset_through_a_worker(
+    make_app: AppFactory,
+    async_config: dict[str, t.Any],
+    private_redis: RedisProcess,
+    smtp_server: SMTPServer,
+    run_flask: Run,
+) -> None:
+    """The change link survives Redis being down (the sweeper finds it); the
+    notice and the reset link go through a real worker; no token reaches
+    Redis."""
+    async_config.update(
+        smtp_server.config,
+        CONFIRM_REDIS_URL=private_redis.url,
+        CONFIRM_PASSWORD_RESET=True,
+    )
+    app = make_app()
+    (user_id,) = register(app, "ada@example.org")
+    ok(run_flask("confirm-worker", "--burst"))
+    with app.app_context():
+        user = models(app)["db"].session.get(models(app)["User"], user_id)
+        user.email_confirmed_at = user.confirmation_sent_at
+        models(app)["db"].session.commit()
+
+    private_redis.stop()
+    response = app.test_client().post(
+        "/change-email", data={"id": user_id, "email": "ada@new.example.org"}
+    )
+    assert response.json == {"job_id": None}
+    assert user_state(app, user_id) == ("requested", None)
+    private_redis.start()
+    assert "Queued 1 " in ok(run_flask("confirm", "sweep", "--older-than", "0"))
+    app.test_client().post("/confirm/reset", data={"email": "ada@example.org"})
+    ok(run_flask("confirm-worker", "--burst"))
+
+    assert recipients(smtp_server) == {
+        "ada@example.org": 3,  # the confirmation, the notice, the reset link
+        "ada@new.example.org": 1,
+    }
+    assert user_state(app, user_id) == ("sent", None)
+    sent = [(str(m["To"]), str(m["Subject"])) for m in smtp_server.messages]
+    assert sent[1:] == [
+        ("ada@example.org", "Your email address is being changed"),
+        ("ada@new.example.org", "Confirm your new email address"),
+        ("ada@example.org", "Reset your password"),
+    ]
+    client = redis.Redis.from_url(private_redis.url)
+    for key in client.keys("*"):
+        if client.type(key) == b"hash":
+            for value in client.hgetall(key).values():
+                assert b"/confirm/" not in value

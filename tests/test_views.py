@@ -18,7 +18,10 @@ from flask_confirm import signals
 from flask_confirm.tokens import address_digest
 from flask_confirm.tokens import SALT
 from flask_confirm.views import CONFIRMED_MESSAGE
+from flask_confirm.views import EMAIL_CHANGED_MESSAGE
+from flask_confirm.views import PASSWORD_RESET_MESSAGE
 from flask_confirm.views import RESEND_MESSAGE
+from flask_confirm.views import RESET_REQUEST_MESSAGE
 
 if t.TYPE_CHECKING:
     from flask import Flask
@@ -853,13 +856,15 @@ def test_resend_does_not_match_a_prefix_or_pattern(
     assert len(outbox(app)) == 1
 
 
-def test_resend_reads_only_the_form(app: Flask, client: FlaskClient) -> None:
+def test_resend_reads_the_body_not_the_query(app: Flask, client: FlaskClient) -> None:
     register(client, "ada@example.org")
     response = client.post("/confirm/resend?email=ada@example.org")
     assert response.status_code == 400
-    response = client.post("/confirm/resend", json={"email": "ada@example.org"})
-    assert response.status_code == 400
     assert len(outbox(app)) == 1
+    response = client.post("/confirm/resend", json={"email": "ada@example.org"})
+    assert response.status_code == 200
+    assert response.json == {"status": "accepted", "message": RESEND_MESSAGE}
+    assert len(outbox(app)) == 2
 
 
 # -- next after confirming --------------------------------------------------------
@@ -1210,3 +1215,412 @@ def test_head_resend_does_not_use_up_the_ip_limit(
     for _ in range(5):
         assert client.head("/confirm/resend").status_code == 200
     assert_resend_page(resend(client, "ada@example.org"))
+
+
+# -- JSON API -----------------------------------------------------------------
+
+JSON = {"Accept": "application/json"}
+
+
+def test_json_confirm_flow(app: Flask, client: FlaskClient) -> None:
+    user_id, path = register_for_link(app, client, "ada@example.org")
+    response = client.get(path, headers=JSON)
+    assert response.status_code == 200
+    assert response.json == {
+        "status": "pending",
+        "email": "ada@example.org",
+        "change": False,
+    }
+    assert not get_user(app, user_id).email_confirmed
+    response = client.post(path, headers=JSON)
+    assert response.status_code == 200
+    assert response.json == {
+        "status": "confirmed",
+        "email": "ada@example.org",
+        "message": CONFIRMED_MESSAGE,
+    }
+    assert get_user(app, user_id).email_confirmed
+    assert flashes(client) == []  # a single-page app shows its own message
+
+
+def test_json_is_chosen_by_body_or_accept(app: Flask, client: FlaskClient) -> None:
+    _, path = register_for_link(app, client, "ada@example.org")
+    assert client.get(path).mimetype == "text/html"
+    assert client.get(path, headers={"Accept": "*/*"}).mimetype == "text/html"
+    prefers_html = {"Accept": "text/html, application/json;q=0.5"}
+    assert client.get(path, headers=prefers_html).mimetype == "text/html"
+    prefers_json = {"Accept": "application/json, text/html;q=0.5"}
+    assert client.get(path, headers=prefers_json).mimetype == "application/json"
+    assert client.post(path, json={}).json["status"] == "confirmed"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("token", "code"),
+    [("not-a-token", "token_invalid"), ("x" * 600, "token_invalid")],
+)
+def test_json_token_errors(client: FlaskClient, token: str, code: str) -> None:
+    for method in (client.get, client.post):
+        response = method(f"/confirm/{token}", headers=JSON)
+        assert response.status_code == 400
+        assert response.json is not None
+        assert response.json["error"] == code
+        assert response.json["message"]
+
+
+def test_json_expired_token(app: Flask, client: FlaskClient) -> None:
+    with freeze_time("2026-01-01 00:00:00"):
+        user_id, path = register_for_link(app, client, "ada@example.org")
+    with freeze_time("2026-01-02 00:00:01"):
+        response = client.post(path, headers=JSON)
+    assert response.status_code == 400
+    assert response.json == {
+        "error": "token_expired",
+        "message": "The link has expired.",
+    }
+    assert not get_user(app, user_id).email_confirmed
+
+
+def test_json_resend_answers(app: Flask, client: FlaskClient) -> None:
+    register(client, "ada@example.org")
+    assert client.get("/confirm/resend", headers=JSON).json == {
+        "status": "ready",
+        "fields": ["email"],
+    }
+    response = client.post("/confirm/resend", json={"email": "nobody@example.org"})
+    assert response.status_code == 200
+    assert response.json == {"status": "accepted", "message": RESEND_MESSAGE}
+    for body, code in [
+        ({"email": "not an address"}, "invalid_email"),
+        ({"email": ["ada@example.org"]}, "invalid_json"),
+        (["ada@example.org"], "invalid_json"),
+    ]:
+        response = client.post("/confirm/resend", json=body)
+        assert response.status_code == 400, body
+        assert response.json is not None
+        assert response.json["error"] == code, body
+    response = client.post(
+        "/confirm/resend", data="{not json", content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert response.json is not None
+    assert response.json["error"] == "invalid_json"
+    assert len(outbox(app)) == 1
+
+
+def test_json_rate_limited(make_app: AppFactory, redis_url: str) -> None:
+    app = make_app(
+        CONFIRM_ASYNC=True,
+        CONFIRM_REDIS_URL=redis_url,
+        CONFIRM_RESEND_IP_LIMIT="2 per hour",
+    )
+    client = app.test_client()
+    for _ in range(2):
+        response = client.post("/confirm/resend", json={"email": "a@example.org"})
+        assert response.status_code == 200
+    response = client.post("/confirm/resend", json={"email": "a@example.org"})
+    assert response.status_code == 429
+    assert response.json is not None
+    assert response.json["error"] == "rate_limited"
+    assert response.json["retry_after"] == int(response.headers["Retry-After"]) > 0
+
+
+def test_json_http_errors(app: Flask, client: FlaskClient) -> None:
+    response = client.put("/confirm/resend", headers=JSON)
+    assert response.status_code == 405
+    assert response.json is not None
+    assert response.json["error"] == "method_not_allowed"
+    big = {"email": "a" * (app.config["CONFIRM_MAX_CONTENT_LENGTH"] + 1)}
+    response = client.post("/confirm/resend", json=big)
+    assert response.status_code == 413
+    assert response.json is not None
+    assert response.json["error"] == "payload_too_large"
+    assert response.headers["Cache-Control"] == "no-store"
+    # Outside the blueprint, the app's own answers are left alone.
+    assert client.put("/", headers=JSON).mimetype == "text/html"
+
+
+# -- email change -------------------------------------------------------------
+
+
+def change_email(app: Flask, client: FlaskClient, user_id: int, email: str) -> None:
+    response = client.post("/change-email", data={"id": user_id, "email": email})
+    assert response.status_code == 200, response.data
+
+
+def test_email_change_flow(app: Flask, client: FlaskClient) -> None:
+    user_id, path = register_for_link(app, client, "ada@example.org")
+    client.post(path)
+    changed: list[dict[str, t.Any]] = []
+    signals.email_changed.connect(
+        lambda sender, **kw: changed.append(kw), app, weak=False
+    )
+    change_email(app, client, user_id, "Ada@New.Example.org")
+    user = get_user(app, user_id)
+    assert (user.email, user.pending_email) == (
+        "ada@example.org",
+        "Ada@new.example.org",
+    )
+    assert user.email_confirmed  # the old address stays confirmed meanwhile
+    assert user.confirmation_state == "sent"  # inline under app.testing
+
+    notice, link_mail = outbox(app)[-2:]
+    assert notice.to == "ada@example.org"
+    assert notice.subject == "Your email address is being changed"
+    assert "Ada@new.example.org" in notice.text
+    assert not LINK.findall(notice.text) and "href" not in notice.html
+    assert link_mail.to == "Ada@new.example.org"
+    assert link_mail.subject == "Confirm your new email address"
+    new_path = path_of(link_in(link_mail))
+
+    page = client.get(new_path)
+    assert b"Confirm your new email address" in page.data
+    assert b"Ada@new.example.org" in page.data
+    assert get_user(app, user_id).email == "ada@example.org"  # GET changes nothing
+    response = client.post(new_path)
+    assert response.status_code == 302
+    user = get_user(app, user_id)
+    assert (user.email, user.pending_email) == ("Ada@new.example.org", None)
+    assert user.confirmation_state == "confirmed"
+    assert [c["old_email"] for c in changed] == ["ada@example.org"]
+    assert ("success", EMAIL_CHANGED_MESSAGE) in flashes(client)
+    # Every link for the old address, and the change link itself, is now dead.
+    assert client.get(path).status_code == 400
+    assert client.post(new_path).status_code == 302  # already done: same answer
+    assert len(changed) == 1
+
+
+def test_newer_email_change_kills_older_link(app: Flask, client: FlaskClient) -> None:
+    user_id = register(client, "ada@example.org")
+    change_email(app, client, user_id, "first@example.org")
+    first = path_of(link_in(outbox(app)[-1]))
+    change_email(app, client, user_id, "second@example.org")
+    second = path_of(link_in(outbox(app)[-1]))
+    assert client.post(first, headers=JSON).json["error"] == "token_invalid"  # type: ignore[index]
+    assert get_user(app, user_id).email == "ada@example.org"
+    assert client.post(second, headers=JSON).json == {  # type: ignore[index]
+        "status": "confirmed",
+        "email": "second@example.org",
+        "message": EMAIL_CHANGED_MESSAGE,
+    }
+    assert get_user(app, user_id).email == "second@example.org"
+
+
+def test_cancelled_email_change_link_dies(app: Flask, client: FlaskClient) -> None:
+    user_id = register(client, "ada@example.org")
+    change_email(app, client, user_id, "new@example.org")
+    new_path = path_of(link_in(outbox(app)[-1]))
+    m = models(app)
+    with app.app_context():
+        user = m["db"].session.get(m["User"], user_id)
+        assert m["confirm"].cancel_email_change(user)
+        assert not m["confirm"].cancel_email_change(user)
+    assert client.post(new_path).status_code == 400
+    assert get_user(app, user_id).email == "ada@example.org"
+
+
+def test_email_change_to_an_address_taken_meanwhile(
+    app: Flask, client: FlaskClient
+) -> None:
+    user_id = register(client, "ada@example.org")
+    change_email(app, client, user_id, "new@example.org")
+    new_path = path_of(link_in(outbox(app)[-1]))
+    register(client, "new@example.org")  # someone else takes it first
+    response = client.post(new_path, headers=JSON)
+    assert response.status_code == 409
+    assert response.json is not None
+    assert response.json["error"] == "email_in_use"
+    response = client.post(new_path)
+    assert response.status_code == 409
+    assert b"now used by another account" in response.data
+    user = get_user(app, user_id)
+    assert (user.email, user.pending_email) == ("ada@example.org", "new@example.org")
+
+
+# -- password reset -----------------------------------------------------------
+
+
+@pytest.fixture()
+def reset_app(make_app: AppFactory) -> Flask:
+    return make_app(CONFIRM_PASSWORD_RESET=True)
+
+
+def confirmed_user(app: Flask, client: FlaskClient, email: str, password: str) -> int:
+    user_id, path = register_for_link(app, client, email)
+    client.post(path)
+    m = models(app)
+    with app.app_context():
+        user = m["db"].session.get(m["User"], user_id)
+        user.set_password(password)
+        m["db"].session.commit()
+    return user_id
+
+
+def check_password(app: Flask, user_id: int, password: str) -> bool:
+    m = models(app)
+    with app.app_context():
+        return bool(m["db"].session.get(m["User"], user_id).check_password(password))
+
+
+def test_reset_routes_exist_only_when_enabled(app: Flask, client: FlaskClient) -> None:
+    # "reset" is then read as a (bad) confirmation token.
+    before = len(outbox(app))
+    for response in (
+        client.get("/confirm/reset"),
+        client.post("/confirm/reset", data={"email": "a@example.org"}),
+    ):
+        assert response.status_code == 400
+        assert b"This link is not valid" in response.data
+    assert len(outbox(app)) == before
+
+
+def test_password_reset_flow(reset_app: Flask) -> None:
+    app, client = reset_app, reset_app.test_client()
+    user_id = confirmed_user(app, client, "ada@example.org", "old password")
+    page = client.get("/confirm/reset")
+    assert page.status_code == 200
+    assert b'name="email"' in page.data
+    before = len(outbox(app))
+    response = client.post("/confirm/reset", data={"email": "ADA@example.org"})
+    assert response.status_code == 200
+    assert RESET_REQUEST_MESSAGE.encode() in response.data
+    (mail,) = outbox(app)[before:]
+    assert (mail.to, mail.subject) == ("ada@example.org", "Reset your password")
+    reset_path = path_of(link_in(mail))
+    assert reset_path.startswith("/confirm/reset/")
+
+    form = client.get(reset_path)
+    assert form.status_code == 200
+    assert b'name="password"' in form.data and b"ada@example.org" in form.data
+    assert check_password(app, user_id, "old password")  # GET changes nothing
+
+    response = client.post(
+        reset_path, data={"password": "new password", "password_confirm": "other one"}
+    )
+    assert response.status_code == 400
+    assert b"not the same" in response.data
+    response = client.post(
+        reset_path, data={"password": "short", "password_confirm": "short"}
+    )
+    assert response.status_code == 400
+    assert b"at least 8 characters" in response.data
+    assert check_password(app, user_id, "old password")
+
+    response = client.post(
+        reset_path,
+        data={"password": "new password", "password_confirm": "new password"},
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/"
+    assert check_password(app, user_id, "new password")
+    # Single use: the link was bound to the hash it replaced.
+    response = client.post(
+        reset_path,
+        data={"password": "third password", "password_confirm": "third password"},
+    )
+    assert response.status_code == 400
+    assert b"not valid" in response.data
+    assert check_password(app, user_id, "new password")
+
+
+def test_password_reset_answers_alike(reset_app: Flask) -> None:
+    """Unknown, unconfirmed and confirmed addresses get the same bytes; only
+    the confirmed one gets a mail."""
+    app, client = reset_app, reset_app.test_client()
+    confirmed_user(app, client, "ada@example.org", "a password")
+    register(client, "bob@example.org")  # unconfirmed
+    before = len(outbox(app))
+    answers = {
+        app.test_client().post("/confirm/reset", data={"email": email}).data
+        for email in ("ada@example.org", "bob@example.org", "nobody@example.org")
+    }
+    assert len(answers) == 1
+    assert [m.to for m in outbox(app)[before:]] == ["ada@example.org"]
+
+
+def test_unconfirmed_user_cannot_reset(reset_app: Flask) -> None:
+    app, client = reset_app, reset_app.test_client()
+    user_id = confirmed_user(app, client, "ada@example.org", "a password")
+    m = models(app)
+    with app.app_context():
+        user = m["db"].session.get(m["User"], user_id)
+        link = m["confirm"].reset_url(user)
+        user.email_confirmed_at = None
+        m["db"].session.commit()
+        assert m["confirm"].request_password_reset(user) is None
+    response = client.post(
+        path_of(link),
+        data={"password": "new password", "password_confirm": "new password"},
+    )
+    assert response.status_code == 400
+    assert check_password(app, user_id, "a password")
+
+
+def test_reset_link_dies_when_address_changes(reset_app: Flask) -> None:
+    app, client = reset_app, reset_app.test_client()
+    user_id = confirmed_user(app, client, "ada@example.org", "a password")
+    client.post("/confirm/reset", data={"email": "ada@example.org"})
+    reset_path = path_of(link_in(outbox(app)[-1]))
+    set_email(app, user_id, "ada@elsewhere.example.org")
+    assert client.get(reset_path).status_code == 400
+
+
+def test_reset_token_is_not_a_confirmation_token(reset_app: Flask) -> None:
+    app, client = reset_app, reset_app.test_client()
+    confirmed_user(app, client, "ada@example.org", "a password")
+    client.post("/confirm/reset", data={"email": "ada@example.org"})
+    token = path_of(link_in(outbox(app)[-1])).rsplit("/", 1)[1]
+    assert client.get(f"/confirm/{token}").status_code == 400
+    _, confirm_path = register_for_link(app, client, "bob@example.org")
+    confirm_token = confirm_path.rsplit("/", 1)[1]
+    assert client.get(f"/confirm/reset/{confirm_token}").status_code == 400
+
+
+def test_password_reset_json(reset_app: Flask) -> None:
+    app, client = reset_app, reset_app.test_client()
+    user_id = confirmed_user(app, client, "ada@example.org", "a password")
+    response = client.post("/confirm/reset", json={"email": "ada@example.org"})
+    assert response.json == {"status": "accepted", "message": RESET_REQUEST_MESSAGE}
+    reset_path = path_of(link_in(outbox(app)[-1]))
+    assert client.get(reset_path, headers=JSON).json == {
+        "status": "pending",
+        "email": "ada@example.org",
+    }
+    for body, code in [
+        ({"password": "short"}, "password_too_short"),
+        ({"password": "x" * 2000}, "password_too_long"),
+        ({"password": "long enough", "password_confirm": "other"}, "password_mismatch"),
+        ({"password": 12345678}, "invalid_json"),
+    ]:
+        response = client.post(reset_path, json=body)
+        assert response.status_code == 400, body
+        assert response.json is not None
+        assert response.json["error"] == code, body
+    response = client.post(reset_path, json={"password": "long enough"})
+    assert response.json == {
+        "status": "password_reset",
+        "message": PASSWORD_RESET_MESSAGE,
+    }
+    assert check_password(app, user_id, "long enough")
+    response = client.post(reset_path, json={"password": "long enough"})
+    assert response.json is not None
+    assert response.json["error"] == "token_invalid"
+
+
+def test_password_reset_is_rate_limited(make_app: AppFactory, redis_url: str) -> None:
+    app = make_app(
+        CONFIRM_PASSWORD_RESET=True,
+        CONFIRM_ASYNC=True,
+        CONFIRM_REDIS_URL=redis_url,
+        CONFIRM_RESEND_IP_LIMIT="3 per hour",
+    )
+    client = app.test_client()
+    codes = [
+        client.post("/confirm/reset", data={"email": "a@example.org"}).status_code
+        for _ in range(5)
+    ]
+    assert codes == [200, 200, 200, 429, 429]
+    # Its own counter: resend is not spent by reset requests.
+    assert (
+        client.post("/confirm/resend", data={"email": "a@example.org"}).status_code
+        == 200
+    )

@@ -16,6 +16,8 @@ from flask import abort
 from flask import Flask
 from flask import request
 from flask_sqlalchemy import SQLAlchemy
+from werkzeug.security import check_password_hash
+from werkzeug.security import generate_password_hash
 
 from flask_confirm import Confirm
 from flask_confirm import ConfirmableMixin
@@ -46,6 +48,18 @@ def create_app(**config: t.Any) -> Flask:
         __tablename__ = "fc_test_user"
         id = db.Column(db.Integer, primary_key=True)
         email = db.Column(db.String(320), unique=True, nullable=False)
+        password_hash = db.Column(db.String(200), nullable=True)
+
+        def set_password(self, password: str) -> None:
+            # Few iterations: the tests check the flow, not the hashing.
+            self.password_hash = generate_password_hash(
+                password, method="pbkdf2:sha256:1000"
+            )
+
+        def check_password(self, password: str) -> bool:
+            return bool(self.password_hash) and check_password_hash(
+                self.password_hash, password
+            )
 
     confirm = Confirm(app, db=db, user_model=User)
     app.extensions["test_models"] = {"db": db, "User": User, "confirm": confirm}
@@ -58,6 +72,12 @@ def create_app(**config: t.Any) -> Flask:
         db.session.commit()
         job_id = confirm.send_confirmation(user)
         return {"id": user.id, "job_id": job_id}, 201
+
+    @app.post("/change-email")
+    def change_email() -> dict[str, t.Any]:
+        """What an account page would do: ``id`` and ``email`` in the form."""
+        user = db.session.get(User, int(request.form["id"])) or abort(404)
+        return {"job_id": confirm.request_email_change(user, request.form["email"])}
 
     @app.get("/")
     def index() -> str:

@@ -1,0 +1,197 @@
+"""``messages`` and ``i18n``: each kind's templates, subject and sender, and
+translation through Flask-Babel when the app uses it."""
+
+from __future__ import annotations
+
+import re
+import typing as t
+
+import pytest
+from babel.messages.catalog import Catalog
+from babel.messages.mofile import write_mo
+from flask_babel import Babel
+
+from conftest import AppFactory
+from flask_confirm.config import MESSAGE_KINDS
+from flask_confirm.i18n import gettext
+from flask_confirm.i18n import ngettext
+from flask_confirm.messages import compose
+from flask_confirm.messages import DEFAULT_SUBJECTS
+from flask_confirm.messages import duration_words
+
+if t.TYPE_CHECKING:
+    from pathlib import Path
+
+    from flask import Flask
+
+    from flask_confirm import EmailMessage
+
+
+def render_all(app: Flask) -> dict[str, EmailMessage]:
+    """One message of every kind, rendered as the worker would."""
+    m = app.extensions["test_models"]
+    confirm = m["confirm"]
+    with app.app_context():
+        user = m["User"](email="ada@example.org")
+        m["db"].session.add(user)
+        m["db"].session.commit()
+        user.set_password("a password")
+        user.email_confirmed_at = user.confirmation_requested_at = None
+        messages = {"confirm": confirm.render_message(user)}
+        user.pending_email = "ada@new.example.org"
+        messages["email_change"] = confirm.render_message(user)
+        settings = confirm._get_state().settings
+        messages["email_change_notice"] = compose(
+            settings,
+            "email_change_notice",
+            "ada@example.org",
+            user=user,
+            new_email="ada@new.example.org",
+        )
+        messages["password_reset"] = confirm.render_reset_message(user)
+        m["db"].session.rollback()
+    return messages
+
+
+def test_every_kind_has_both_parts(make_app: AppFactory) -> None:
+    messages = render_all(make_app(CONFIRM_PASSWORD_RESET=True))
+    assert set(messages) == set(MESSAGE_KINDS)
+    assert messages["confirm"].subject == "Confirm your email address"
+    for kind, subject in DEFAULT_SUBJECTS.items():
+        assert messages[kind].subject == subject
+    for kind, message in messages.items():
+        assert message.sender == "no-reply@example.test"
+        assert message.html.startswith("<!doctype html>"), kind
+        # Renders in mail clients: inline styles only, nothing fetched.
+        assert "<style" not in message.html and "<link" not in message.html, kind
+        assert "<img" not in message.html and "<script" not in message.html, kind
+        assert "src=" not in message.html, kind
+        links = set(re.findall(r"https?://[^\s\"'<>]+", message.text))
+        assert links == set(re.findall(r'href="([^"]+)"', message.html)), kind
+    assert messages["email_change"].to == "ada@new.example.org"
+    assert "/confirm/" in messages["email_change"].text
+    assert messages["email_change_notice"].to == "ada@example.org"
+    assert "ada@new.example.org" in messages["email_change_notice"].text
+    assert "/confirm/reset/" in messages["password_reset"].text
+    assert "1 hour" in messages["password_reset"].text
+    assert "24 hours" in messages["confirm"].text
+
+
+def test_subject_and_sender_per_kind(make_app: AppFactory) -> None:
+    app = make_app(
+        CONFIRM_PASSWORD_RESET=True,
+        CONFIRM_SUBJECT="Welcome! Confirm your address",
+        CONFIRM_MESSAGES={
+            "password_reset": {
+                "subject": "Your reset link",
+                "sender": "Security <security@example.test>",
+            },
+            "email_change": {"subject": "New address?"},
+        },
+    )
+    messages = render_all(app)
+    assert messages["confirm"].subject == "Welcome! Confirm your address"
+    assert messages["password_reset"].subject == "Your reset link"
+    assert messages["password_reset"].sender == "Security <security@example.test>"
+    assert messages["email_change"].subject == "New address?"
+    assert messages["email_change"].sender == "no-reply@example.test"
+
+
+def test_html_escapes_what_it_shows(make_app: AppFactory) -> None:
+    app = make_app()
+    with app.app_context():
+        settings = app.extensions["confirm"]._get_state().settings
+        message = compose(
+            settings,
+            "email_change_notice",
+            "ada@example.org",
+            new_email="<b>x</b>@example.org",
+        )
+    assert "&lt;b&gt;x&lt;/b&gt;@example.org" in message.html
+    assert "<b>x</b>@example.org" in message.text  # plain text is not HTML
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [
+        (86400, "24 hours"),
+        (172800, "2 days"),
+        (3600, "1 hour"),
+        (5400, "90 minutes"),
+        (60, "1 minute"),
+        (61, "61 seconds"),
+        (1, "1 second"),
+    ],
+)
+def test_duration_words(make_app: AppFactory, seconds: int, words: str) -> None:
+    with make_app().app_context():
+        assert duration_words(seconds) == words
+
+
+def test_without_babel_strings_are_filled_in(make_app: AppFactory) -> None:
+    with make_app().app_context():
+        assert gettext("To %(email)s", email="a@b.c") == "To a@b.c"
+        assert gettext("100%") == "100%"
+        assert ngettext("%(num)d day", "%(num)d days", 1) == "1 day"
+        assert ngettext("%(num)d day", "%(num)d days", 3) == "3 days"
+
+
+FRENCH = {
+    "Confirm your email address": "Confirmez votre adresse e-mail",
+    "Please confirm your email address by opening this link:": (
+        "Veuillez confirmer votre adresse en ouvrant ce lien :"
+    ),
+    "Reset your password": "Réinitialisez votre mot de passe",
+    "Your email address is confirmed. Thank you!": (
+        "Votre adresse est confirmée. Merci !"
+    ),
+    ("%(num)d hour", "%(num)d hours"): ("%(num)d heure", "%(num)d heures"),
+}
+
+
+@pytest.fixture()
+def french_catalog(tmp_path: Path) -> Path:
+    """A real compiled catalogue (``fr/LC_MESSAGES/messages.mo``), as
+    ``pybabel compile`` would write it."""
+    catalog = Catalog(locale="fr")
+    for msgid, msgstr in FRENCH.items():
+        catalog.add(msgid, msgstr)
+    folder = tmp_path / "fr" / "LC_MESSAGES"
+    folder.mkdir(parents=True)
+    with (folder / "messages.mo").open("wb") as f:
+        write_mo(f, catalog)
+    return tmp_path
+
+
+def test_translated_with_flask_babel(
+    make_app: AppFactory, french_catalog: Path
+) -> None:
+    app = make_app(
+        CONFIRM_PASSWORD_RESET=True,
+        BABEL_TRANSLATION_DIRECTORIES=str(french_catalog),
+    )
+    Babel(app, locale_selector=lambda: "fr")
+    messages = render_all(app)
+    assert messages["confirm"].subject == "Confirmez votre adresse e-mail"
+    assert "Veuillez confirmer votre adresse en ouvrant ce lien :" in (
+        messages["confirm"].text
+    )
+    assert "24 heures" in messages["confirm"].text
+    assert messages["password_reset"].subject == "Réinitialisez votre mot de passe"
+    # The pages too, and what is flashed.
+    client = app.test_client()
+    page = client.get("/confirm/not-a-token")
+    assert "<html lang" in page.text
+    user_id = client.post("/register", data={"email": "bob@example.org"}).json["id"]  # type: ignore[index]
+    with app.app_context():
+        user = app.extensions["test_models"]["db"].session.get(
+            app.extensions["test_models"]["User"], user_id
+        )
+        link = app.extensions["confirm"].confirm_url(user)
+    page = client.get(link.removeprefix("https://app.example.test"))
+    assert "Confirmez votre adresse e-mail" in page.text
+    client.post(link.removeprefix("https://app.example.test"))
+    with client.session_transaction() as session:
+        assert ("success", "Votre adresse est confirmée. Merci !") in session[
+            "_flashes"
+        ]
