@@ -1,9 +1,10 @@
 """Fuzzing every route the extension registers, through the test client.
 
 Properties: no request ever gets a 5xx; nothing is mailed unless the request
-was a resend whose ``email`` field is a registered, unconfirmed user's valid
-address; the blueprint's answers always carry its security headers; a
-redirect after confirming never leaves the site.
+was a resend whose ``email`` field (form or JSON) is a registered, unconfirmed
+user's valid address, or a password reset request naming the confirmed one;
+the blueprint's answers always carry its security headers; a redirect after
+confirming never leaves the site.
 
 Each test builds one app (in-memory SQLite, the session's Redis) and reuses it
 for all its examples, so that state (outbox, limits, confirmed users) carries
@@ -406,20 +407,22 @@ def send(
     status = response.status_code
     assert status < 500, (status, method, path, response.get_data()[:500])
 
-    # Mail only for a resend naming the unconfirmed user.
+    # Mail only for a resend naming the unconfirmed user, or a reset request
+    # naming the confirmed one, in a form or a JSON body.
     sent = fuzz.outbox_size() - before
     if sent:
         fuzz.mailed += 1
         assert sent == 1
-        assert fuzz.outbox_to()[-1] == UNCONFIRMED
-        assert path == "/confirm/resend", (method, path)
         assert method == "POST", (method, path)
-        form = body.get("data")
-        assert isinstance(form, dict), body
-        assert "Content-Type" not in headers or headers["Content-Type"].startswith(
-            "application/x-www-form-urlencoded"
+        expected = {"/confirm/resend": UNCONFIRMED, "/confirm/reset": CONFIRMED}
+        assert path in expected, (method, path)
+        assert fuzz.outbox_to()[-1] == expected[path]
+        fields = body.get("data", body.get("json"))
+        assert isinstance(fields, dict), body
+        assert headers.get("Content-Type", "application/").startswith(
+            ("application/x-www-form-urlencoded", "application/json", "application/")
         )
-        assert _normal(form.get("email")) == UNCONFIRMED
+        assert _normal(fields.get("email")) == expected[path]
 
     # Every answer under the blueprint's prefix carries its headers, whether
     # the blueprint handled the request or routing refused it first (404,
@@ -621,3 +624,61 @@ def test_fuzz_with_limits_on(redis_server: str) -> None:
         assert fuzz.reached > 300
         assert fuzz.outbox_size() <= 1
         assert 429 in statuses  # the IP limit was reached
+
+
+RESET_FORMS = st.builds(
+    lambda fields, email: {"data": {**fields, "email": email}},
+    st.dictionaries(FIELD_NAMES, ANY_TEXT, max_size=3),
+    st.one_of(st.sampled_from([CONFIRMED, CONFIRMED.upper(), UNCONFIRMED]), EMAILS),
+)
+PASSWORD_FORMS = st.builds(
+    lambda password, again, as_json: (
+        {"json": {"password": password, "password_confirm": again}}
+        if as_json
+        else {"data": {"password": password, "password_confirm": again}}
+    ),
+    ANY_TEXT,
+    ANY_TEXT,
+    st.booleans(),
+)
+
+
+def test_fuzz_password_reset(redis_server: str) -> None:
+    with fuzz_app(
+        redis_server, unconfirmed=True, CONFIRM_PASSWORD_RESET=True, **NO_LIMITS
+    ) as fuzz:
+        app = fuzz.app
+        models = app.extensions["test_models"]
+        with app.app_context():
+            grace = models["User"].query.filter_by(email=CONFIRMED).one()
+            reset_token = models["confirm"].make_reset_token(grace)
+
+        @settings(FUZZ, max_examples=600)
+        @given(
+            st.data(),
+            st.sampled_from(["POST"] * 4 + METHODS),
+            st.one_of(RESET_FORMS, PASSWORD_FORMS, bodies()),
+            HEADERS,
+            QUERY,
+        )
+        def run(
+            data: st.DataObject,
+            method: str,
+            body: dict[str, t.Any],
+            headers: dict[str, str],
+            query: dict[str, str] | None,
+        ) -> None:
+            path = data.draw(
+                st.one_of(
+                    st.just("/confirm/reset"),
+                    confirm_paths([reset_token]).map(
+                        lambda p: p.replace("/confirm/", "/confirm/reset/", 1)
+                    ),
+                )
+            )
+            send(fuzz, path, method, body, headers, query)
+
+        run()
+        assert fuzz.reached > 300
+        assert fuzz.mailed > 0
+        assert set(fuzz.outbox_to()) == {CONFIRMED}
