@@ -16,9 +16,11 @@ import typing as t
 import weakref
 
 from flask import current_app
-from redis.exceptions import LockError
+from redis.exceptions import RedisError
 from rq import get_current_job
 from rq.job import Job
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import select
 
 from . import signals
 from .faults import ConfirmationBusy
@@ -88,8 +90,13 @@ def send_confirmation_job(user_id: UserId) -> str | None:
     """
     confirm = current_app.extensions["confirm"]
     state = confirm._get_state()
-    with _user_lock(state, user_id):
-        return _send(confirm, state, user_id, in_batch=False)
+    with _user_locks(state, [user_id]) as locked:
+        if not locked:
+            raise ConfirmationBusy(
+                f"Another worker is sending the confirmation for user {user_id!r}."
+            )
+        state.db.session().expire_on_commit = False  # this job's session only
+        return t.cast("str | None", _send(confirm, state, user_id, in_batch=False))
 
 
 def send_batch_job(user_ids: list[UserId]) -> dict[str, int]:
@@ -108,22 +115,71 @@ def send_batch_job(user_ids: list[UserId]) -> dict[str, int]:
     state = confirm._get_state()
     counts = {"sent": 0, "skipped": 0, "failed": 0}
     transient = 0
-    for user_id in user_ids:
+    with _user_locks(state, user_ids) as locked:
+        _load_users(state, locked)
+        unrecorded: list[tuple[t.Any, str | None]] = []
         try:
-            with _user_lock(state, user_id):
-                sent = _send(confirm, state, user_id, in_batch=True)
-        except Exception as e:
-            counts["failed"] += 1
-            if not is_permanent(e):
-                transient += 1
-            continue
-        counts["sent" if sent is not None else "skipped"] += 1
+            for user_id in user_ids:
+                if user_id not in locked:
+                    logger.info(
+                        "Confirmation for user %r is being sent elsewhere.", user_id
+                    )
+                    counts["failed"] += 1
+                    transient += 1
+                    continue
+                try:
+                    sent = _send(confirm, state, user_id, in_batch=True)
+                except Exception as e:
+                    counts["failed"] += 1
+                    if not is_permanent(e):
+                        transient += 1
+                    continue
+                if sent is None:
+                    counts["skipped"] += 1
+                    continue
+                counts["sent"] += 1
+                unrecorded.append(sent)
+                if len(unrecorded) >= RECORD_EVERY:
+                    _record_sent(state, unrecorded)
+        finally:
+            _record_sent(state, unrecorded)
     if transient:
         raise TransientSendError(
             f"{transient} of {len(user_ids)} confirmations failed for now;"
             " the retry sends only those still owed."
         )
     return counts
+
+
+#: A batch job records that mails were sent in one commit per this many mails
+#: (and at its end), rather than one per mail. A worker killed in between
+#: sends at most this many mails a second time, after the sweep.
+RECORD_EVERY = 10
+
+
+def _record_sent(state: _State, unrecorded: list[tuple[t.Any, str | None]]) -> None:
+    """Commit the ``confirmation_sent_at`` already set on the users of a batch,
+    then log and signal each; empties ``unrecorded``."""
+    if not unrecorded:
+        return
+    state.db.session.commit()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    for user, message_id in unrecorded:
+        logger.info("Confirmation for user %r sent (%s).", user.id, message_id)
+        signals.confirmation_sent.send(app, user=user, message_id=message_id)
+    unrecorded.clear()
+
+
+def _load_users(state: _State, user_ids: t.Collection[UserId]) -> None:
+    """Read the rows of ``user_ids`` in one query, into the job's session, and
+    keep them from expiring on commit: the per-user ``session.get`` then finds
+    them without a round trip, and each per-user commit is one ``UPDATE``.
+    They are read under the locks, so they are as fresh as a per-user read."""
+    session = state.db.session
+    session().expire_on_commit = False  # this job's session only
+    if user_ids:
+        key = sa_inspect(state.user_model).primary_key[0]
+        session.scalars(select(state.user_model).where(key.in_(list(user_ids)))).all()
 
 
 def send_reset_job(user_id: UserId) -> str | None:
@@ -161,27 +217,53 @@ def send_reset_job(user_id: UserId) -> str | None:
     return message_id
 
 
+#: Deletes a lock only if it still holds our token (a lock that expired and
+#: was taken by another worker is not ours to delete). KEYS: the locks;
+#: ARGV: their tokens, in the same order.
+_RELEASE_LOCKS = """
+local released = 0
+for i, key in ipairs(KEYS) do
+    if redis.call('get', key) == ARGV[i] then
+        redis.call('del', key)
+        released = released + 1
+    end
+end
+return released
+"""
+
+
 @contextlib.contextmanager
-def _user_lock(state: _State, user_id: UserId) -> t.Iterator[None]:
-    """Hold the per-user send lock, so two jobs for one user never overlap.
-    Not needed (and Redis maybe absent) when jobs run inline."""
+def _user_locks(state: _State, user_ids: t.Sequence[UserId]) -> t.Iterator[set[UserId]]:
+    """Take the per-user send locks of ``user_ids`` in one round trip, so two
+    jobs never send to one user at once; yield the ids whose lock was taken
+    (the others are being sent elsewhere) and release them in one round trip.
+    The locks expire with the job's own timeout (the per-user timeout times
+    the users, plus 5 s): as long as the job may still be running, no other
+    may send to its users; once RQ would give up on it, they are free. Not
+    needed (and Redis maybe absent) when jobs run
+    inline."""
     if not state.settings.is_async:
-        yield
+        yield set(user_ids)
         return
-    lock = state.redis.lock(
-        f"flask-confirm:lock:{state.settings.queue}:{user_id}",
-        timeout=state.settings.job_timeout + 5,
-        blocking=False,
-    )
-    if not lock.acquire():
-        raise ConfirmationBusy(
-            f"Another worker is sending the confirmation for user {user_id!r}."
-        )
+    ttl = state.settings.job_timeout * max(1, len(user_ids)) + 5
+    keys = [f"flask-confirm:lock:{state.settings.queue}:{uid}" for uid in user_ids]
+    tokens = [os.urandom(16).hex() for _ in user_ids]
+    with state.redis.pipeline(transaction=False) as pipe:
+        for key, token in zip(keys, tokens, strict=True):
+            pipe.set(key, token, nx=True, ex=ttl)
+        taken = pipe.execute()
+    held = [i for i, ok in enumerate(taken) if ok]
     try:
-        yield
+        yield {user_ids[i] for i in held}
     finally:
-        with contextlib.suppress(LockError):
-            lock.release()
+        if held:
+            with contextlib.suppress(RedisError):
+                state.redis.eval(
+                    _RELEASE_LOCKS,
+                    len(held),
+                    *[keys[i] for i in held],
+                    *[tokens[i] for i in held],
+                )
 
 
 #: Times a job re-sends after a provider says "too fast", before it gives up
@@ -238,14 +320,15 @@ def _send_change_notice(state: _State, user: t.Any) -> None:
         )
 
 
-def _send(
-    confirm: Confirm, state: _State, user_id: UserId, *, in_batch: bool
-) -> str | None:
+def _send(confirm: Confirm, state: _State, user_id: UserId, *, in_batch: bool) -> t.Any:
+    """Send the confirmation owed to ``user_id``, if any, and record it: the
+    message id (``None`` if nothing was owed); in a batch, ``(user,
+    message_id)`` with the record left for :func:`_record_sent`."""
     db = state.db
     user = db.session.get(state.user_model, user_id)
     if user is None or user.confirmation_state != "requested":
         logger.info("No confirmation owed to user %r; nothing sent.", user_id)
-        db.session.rollback()
+        db.session.commit()  # ends the read; the session keeps the batch's rows
         return None
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
@@ -255,7 +338,7 @@ def _send(
     try:
         message_id = _send_within_rate(state, message)
     except Exception as e:
-        db.session.rollback()
+        # No rollback: in a batch, the session holds sends not yet recorded.
         permanent = is_permanent(e)
         job = get_current_job()
         if permanent and job is not None and not in_batch:
@@ -281,7 +364,7 @@ def _send(
 
     user.confirmation_sent_at = utcnow()
     user.confirmation_error = None
-    db.session.commit()
-    logger.info("Confirmation for user %r sent (%s).", user_id, message_id)
-    signals.confirmation_sent.send(app, user=user, message_id=message_id)
+    if in_batch:
+        return user, message_id  # recorded with others by _record_sent
+    _record_sent(state, [(user, message_id)])
     return message_id
