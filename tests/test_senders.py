@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import collections.abc as cabc
+import copy
+import email.utils
 import io
+import re
 import smtplib
 import time
 import typing as t
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 from botocore.exceptions import ClientError
 from flask import Flask
 
@@ -19,7 +23,10 @@ from conftest import SESServer
 from conftest import SMTPServer
 from conftest import SMTPSink
 from flask_confirm import EmailMessage
+from flask_confirm import PermanentSendError
 from flask_confirm import Sender
+from flask_confirm import TransientSendError
+from flask_confirm.faults import is_permanent
 from flask_confirm.senders import ConsoleSender
 from flask_confirm.senders import MemorySender
 from flask_confirm.senders import SESSender
@@ -140,15 +147,17 @@ def test_smtp_reconnects_when_server_dropped_idle_connection(
     )
     with app.app_context():
         sender = SMTPSender(app)
-        sender.send(message(to="first@example.org"))
+        first = sender.send(message(to="first@example.org"))
         time.sleep(0.8)
-        sender.send(message(to="second@example.org"))
+        second = sender.send(message(to="second@example.org"))
         sender.close()
     sink: SMTPSink = impatient_smtp.handler
     assert [m["To"] for m in sink.messages] == [
         "first@example.org",
         "second@example.org",
     ]
+    assert [m["Message-ID"] for m in sink.messages] == [first, second]
+    assert first != second
     assert sink.connections == 2
 
 
@@ -176,8 +185,9 @@ def test_smtp_rejection_raises_and_resets_connection(make_app: AppFactory) -> No
         )
         with app.app_context():
             sender = SMTPSender(app)
-            with pytest.raises(smtplib.SMTPRecipientsRefused):
+            with pytest.raises(smtplib.SMTPRecipientsRefused) as info:
                 sender.send(message())
+            assert is_permanent(info.value)
             assert sender._connection is None
     finally:
         controller.stop()
@@ -222,3 +232,333 @@ def test_ses_rejection_raises(make_app: AppFactory, ses_server: SESServer) -> No
             sender.send(message(sender="someone@unverified.test"))
     assert info.value.response["Error"]["Code"] == "MessageRejected"
     assert ses_server.sent_messages() == []
+
+
+# -- SMTP: the message as it travels ------------------------------------------
+
+
+class EnvelopeSink(SMTPSink):
+    """Keeps, besides the parsed message, what a parser would smooth over:
+    the envelope, the MAIL FROM options and the raw bytes."""
+
+    def __init__(self, offer_8bitmime: bool = True) -> None:
+        super().__init__()
+        self.offer_8bitmime = offer_8bitmime
+        self.envelopes: list[t.Any] = []
+
+    async def handle_EHLO(
+        self,
+        server: t.Any,
+        session: t.Any,
+        envelope: t.Any,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        responses = await super().handle_EHLO(
+            server, session, envelope, hostname, responses
+        )
+        if not self.offer_8bitmime:
+            responses = [r for r in responses if "8BITMIME" not in r.upper()]
+        return responses
+
+    async def handle_DATA(self, server: t.Any, session: t.Any, envelope: t.Any) -> str:
+        self.envelopes.append(copy.copy(envelope))
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.fixture()
+def envelope_smtp() -> cabc.Iterator[t.Callable[..., Controller]]:
+    """Start SMTP servers with an :class:`EnvelopeSink`; keyword arguments go
+    to the sink (``offer_8bitmime``) and to aiosmtpd (``enable_SMTPUTF8``)."""
+    controllers: list[Controller] = []
+
+    def start(offer_8bitmime: bool = True, **smtp: t.Any) -> Controller:
+        controller = Controller(
+            EnvelopeSink(offer_8bitmime),
+            hostname="127.0.0.1",
+            port=free_port(),
+            **smtp,
+        )
+        controller.start()
+        controllers.append(controller)
+        return controller
+
+    yield start
+    for controller in controllers:
+        controller.stop()
+
+
+def smtp_config(controller: Controller, **extra: t.Any) -> dict[str, t.Any]:
+    return {
+        "CONFIRM_SENDER": "smtp",
+        "MAIL_SERVER": controller.hostname,
+        "MAIL_PORT": controller.port,
+        "MAIL_SUPPRESS_SEND": False,
+        **extra,
+    }
+
+
+def content(part: t.Any) -> str:
+    """A received part's text, with the line ends it was given."""
+    return t.cast(str, part.get_content()).replace("\r\n", "\n")
+
+
+def send_all(app: Flask, *messages: EmailMessage) -> list[str | None]:
+    with app.app_context():
+        sender = SMTPSender(app)
+        try:
+            return [sender.send(m) for m in messages]
+        finally:
+            sender.close()
+
+
+GERMAN = EmailMessage(
+    to="ada@bücher.example",
+    sender="Bücherstube Müller <no-reply@bücher.example>",
+    subject="Bestätigen Sie Ihre E-Mail-Adresse",
+    text="Bitte bestätigen Sie: https://app.example.test/confirm/äbc\n",
+    html="<p>Bitte <a href='https://app.example.test/confirm/abc'>bestätigen</a></p>",
+)
+
+
+def test_smtp_headers_parts_and_envelope(
+    make_app: AppFactory, envelope_smtp: t.Callable[..., Controller]
+) -> None:
+    controller = envelope_smtp()
+    before = time.time()
+    (message_id,) = send_all(make_app(**smtp_config(controller)), GERMAN)
+    sink: EnvelopeSink = controller.handler
+    (envelope,) = sink.envelopes
+    (received,) = sink.messages
+
+    # IDN domains travel in their ASCII form, in the envelope and the headers.
+    assert envelope.mail_from == "no-reply@xn--bcher-kva.example"
+    assert envelope.rcpt_tos == ["ada@xn--bcher-kva.example"]
+    assert "BODY=8BITMIME" in envelope.mail_options  # the 8bit bodies say so
+    assert "SMTPUTF8" not in envelope.mail_options
+    assert not envelope.smtp_utf8
+
+    raw_headers, _, _ = envelope.content.partition(b"\r\n\r\n")
+    assert raw_headers.isascii()  # encoded words, not raw UTF-8
+    assert b"\n" not in raw_headers.replace(b"\r\n", b"")  # CRLF throughout
+    assert received["From"].addresses[0].display_name == "Bücherstube Müller"
+    assert received["From"].addresses[0].addr_spec == "no-reply@xn--bcher-kva.example"
+    assert received["To"] == "ada@xn--bcher-kva.example"
+    assert received["Subject"] == "Bestätigen Sie Ihre E-Mail-Adresse"
+    assert received["MIME-Version"] == "1.0"
+    sent_at = email.utils.parsedate_to_datetime(received["Date"]).timestamp()
+    assert before - 1 <= sent_at <= time.time() + 1
+    # The id returned is the header's, on the From address's domain.
+    assert received["Message-ID"] == message_id
+    assert message_id is not None
+    assert re.fullmatch(r"<[^<>@\s]+@xn--bcher-kva\.example>", message_id)
+
+    assert received.get_content_type() == "multipart/alternative"
+    plain, html = received.iter_parts()
+    assert plain.get_content_type() == "text/plain"
+    assert html.get_content_type() == "text/html"
+    for part, body in ((plain, GERMAN.text), (html, GERMAN.html)):
+        assert part.get_content_charset() == "utf-8"
+        assert part["Content-Transfer-Encoding"] == "8bit"
+        assert content(part) == body
+
+
+def test_smtp_ascii_bodies_are_7bit(
+    make_app: AppFactory, envelope_smtp: t.Callable[..., Controller]
+) -> None:
+    controller = envelope_smtp()
+    send_all(make_app(**smtp_config(controller)), message())
+    sink: EnvelopeSink = controller.handler
+    (envelope,) = sink.envelopes
+    (received,) = sink.messages
+    assert envelope.content.isascii()
+    assert "BODY=8BITMIME" not in envelope.mail_options
+    assert received["From"] == "no-reply@example.test"
+    assert received["To"] == "ada@example.org"
+    assert received["Subject"] == "Confirm your email address"
+    for part in received.iter_parts():
+        assert part["Content-Transfer-Encoding"] == "7bit"
+    assert content(received.get_body(("plain",))) == message().text
+
+
+def test_smtp_without_8bitmime_sends_quoted_printable(
+    make_app: AppFactory, envelope_smtp: t.Callable[..., Controller]
+) -> None:
+    controller = envelope_smtp(offer_8bitmime=False)
+    long_line = EmailMessage(
+        to="b@example.org",
+        sender="no-reply@example.test",
+        subject="Long",
+        text="x" * 2000 + "\n",  # too long a line for 7bit, even if ASCII
+        html="<p>" + "y" * 1500 + "</p>",
+    )
+    send_all(make_app(**smtp_config(controller)), GERMAN, long_line)
+    sink: EnvelopeSink = controller.handler
+    for envelope in sink.envelopes:
+        assert envelope.content.isascii()
+        assert max(map(len, envelope.content.splitlines())) <= 78
+        assert "BODY=8BITMIME" not in envelope.mail_options
+    for received, sent in zip(sink.messages, (GERMAN, long_line), strict=True):
+        plain, html = received.iter_parts()
+        for part, body in ((plain, sent.text), (html, sent.html)):
+            assert part["Content-Transfer-Encoding"] == "quoted-printable"
+            assert content(part) == body
+
+
+def test_smtp_long_lines_are_quoted_printable_with_8bitmime(
+    make_app: AppFactory, envelope_smtp: t.Callable[..., Controller]
+) -> None:
+    controller = envelope_smtp()
+    text = "ä" * 600 + "\n"  # 600 characters, 1,200 octets
+    send_all(
+        make_app(**smtp_config(controller)),
+        EmailMessage("b@example.org", "no-reply@example.test", "S", text, "<p></p>"),
+    )
+    sink: EnvelopeSink = controller.handler
+    (received,) = sink.messages
+    plain, html = received.iter_parts()
+    assert plain["Content-Transfer-Encoding"] == "quoted-printable"
+    assert content(plain) == text
+    assert html["Content-Transfer-Encoding"] == "7bit"
+    assert "BODY=8BITMIME" not in sink.envelopes[0].mail_options
+
+
+def test_smtp_message_ids_are_unique_and_returned(
+    smtp_app: Flask, smtp_server: SMTPServer
+) -> None:
+    ids = send_all(smtp_app, *(message(to=f"u{i}@example.org") for i in range(30)))
+    assert len(set(ids)) == 30
+    assert [m["Message-ID"] for m in smtp_server.messages] == ids
+    assert all(str(i).endswith("@example.test>") for i in ids)
+    assert smtp_server.sink.connections == 1
+
+
+def test_smtp_from_with_unquoted_comma_in_its_name(
+    make_app: AppFactory, envelope_smtp: t.Callable[..., Controller]
+) -> None:
+    controller = envelope_smtp()
+    send_all(
+        make_app(**smtp_config(controller)),
+        message(sender="Example, Inc. <no-reply@example.test>"),
+    )
+    sink: EnvelopeSink = controller.handler
+    (received,) = sink.messages
+    (address,) = received["From"].addresses
+    assert (address.display_name, address.addr_spec) == (
+        "Example, Inc.",
+        "no-reply@example.test",
+    )
+    assert sink.envelopes[0].mail_from == "no-reply@example.test"
+
+
+def test_smtp_utf8_local_part_uses_smtputf8(
+    make_app: AppFactory, envelope_smtp: t.Callable[..., Controller]
+) -> None:
+    controller = envelope_smtp(enable_SMTPUTF8=True)
+    app = make_app(**smtp_config(controller))
+    (message_id,) = send_all(app, message(to="ünal@bücher.example"))
+    sink: EnvelopeSink = controller.handler
+    (envelope,) = sink.envelopes
+    (received,) = sink.messages
+    assert envelope.smtp_utf8
+    assert envelope.rcpt_tos == ["ünal@xn--bcher-kva.example"]
+    assert "To: ünal@xn--bcher-kva.example\r\n".encode() in envelope.content
+    assert received["Message-ID"] == message_id
+
+
+def test_smtp_utf8_local_part_without_smtputf8(
+    make_app: AppFactory, envelope_smtp: t.Callable[..., Controller]
+) -> None:
+    controller = envelope_smtp(enable_SMTPUTF8=False)
+    app = make_app(**smtp_config(controller))
+    with app.app_context():
+        sender = SMTPSender(app)
+        try:
+            # The recipient's address: this mail can never go through here.
+            with pytest.raises(PermanentSendError, match="SMTPUTF8") as recipient:
+                sender.send(message(to="ünal@example.org"))
+            assert is_permanent(recipient.value)
+            # The sender's: the configuration, to fix; every mail would fail.
+            with pytest.raises(TransientSendError, match="SMTPUTF8") as own:
+                sender.send(message(sender="Ünal <ünal@example.test>"))
+            assert not is_permanent(own.value)
+            # Other mails still go.
+            sender.send(message())
+        finally:
+            sender.close()
+    sink: EnvelopeSink = controller.handler
+    assert [m["To"] for m in sink.messages] == ["ada@example.org"]
+
+
+def test_smtp_refuses_a_subject_with_a_line_break(
+    smtp_app: Flask, smtp_server: SMTPServer
+) -> None:
+    injected = EmailMessage(
+        "ada@example.org", "no-reply@example.test", "Hi\r\nBcc: x@evil.test", "t", "h"
+    )
+    with pytest.raises(ValueError, match="line break"):
+        send_all(smtp_app, injected)
+    assert smtp_server.messages == []
+
+
+def test_smtp_reconnects_after_max_emails(
+    make_app: AppFactory, smtp_server: SMTPServer
+) -> None:
+    app = make_app(**smtp_server.config, MAIL_MAX_EMAILS=2)
+    send_all(app, *(message(to=f"u{i}@example.org") for i in range(5)))
+    assert len(smtp_server.messages) == 5
+    assert smtp_server.sink.connections == 3
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_smtp_logs_in_with_flask_mail_credentials(
+    make_app: AppFactory, envelope_smtp: t.Callable[..., Controller]
+) -> None:
+    logins: list[tuple[bytes, bytes]] = []
+
+    def authenticator(
+        server: t.Any, session: t.Any, envelope: t.Any, mechanism: str, data: t.Any
+    ) -> AuthResult:
+        logins.append((data.login, data.password))
+        return AuthResult(success=data.password == b"s3cret")
+
+    controller = envelope_smtp(
+        auth_required=True, auth_require_tls=False, authenticator=authenticator
+    )
+    app = make_app(
+        **smtp_config(controller, MAIL_USERNAME="mailer", MAIL_PASSWORD="s3cret")
+    )
+    send_all(app, message())
+    assert logins == [(b"mailer", b"s3cret")]
+    assert len(controller.handler.messages) == 1
+
+
+def test_smtp_sends_flask_mail_signal_to_listeners(
+    make_app: AppFactory, smtp_server: SMTPServer
+) -> None:
+    import flask_mail
+
+    app = make_app(**{**smtp_server.config, "MAIL_SUPPRESS_SEND": True})
+    with flask_mail.Mail().record_messages() as outbox:
+        (message_id,) = send_all(app, message())
+    (recorded,) = outbox
+    assert recorded.recipients == ["ada@example.org"]
+    assert recorded.subject == "Confirm your email address"
+    assert recorded.msgId == message_id
+    assert smtp_server.messages == []
+
+
+def test_smtp_registration_with_an_idn_address(
+    smtp_app: Flask, smtp_server: SMTPServer
+) -> None:
+    try:
+        response = smtp_app.test_client().post(
+            "/register", data={"email": "ada@bücher.example"}
+        )
+    finally:
+        with smtp_app.app_context():
+            smtp_app.extensions["confirm"].sender.close()
+    assert response.status_code == 201
+    (received,) = smtp_server.messages
+    assert received["To"] == "ada@xn--bcher-kva.example"
+    assert "/confirm/" in received.get_body(("plain",)).get_content()
