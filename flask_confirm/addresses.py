@@ -1,7 +1,8 @@
 """Checking and normalising the email addresses visitors type.
 
-Only what arrives over the network passes through here (the resend form, for
-now); addresses an app stores are its own business. The checks are those of
+Only what arrives over the network passes through here (the resend and
+password reset forms, and :meth:`.Confirm.request_email_change`); addresses an
+app stores are its own business. The checks are those of
 RFC 5321 that matter for delivery and safety: lengths, no line breaks (header
 injection), a domain that can exist (internationalised ones included, checked
 in their IDNA form).

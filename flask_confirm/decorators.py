@@ -11,12 +11,15 @@ from flask import flash
 from flask import redirect
 from flask import url_for
 
+from .i18n import gettext
+from .i18n import N_
+
 if t.TYPE_CHECKING:
     from .extension import Confirm
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 
-UNCONFIRMED_MESSAGE = "Please confirm your email address to continue."
+UNCONFIRMED_MESSAGE = N_("Please confirm your email address to continue.")
 
 
 def confirmed_required(view: F) -> F:
@@ -43,7 +46,7 @@ def confirmed_required(view: F) -> F:
         if user is None:
             abort(401)
         if not user.email_confirmed:
-            flash(UNCONFIRMED_MESSAGE, "warning")
+            flash(gettext(UNCONFIRMED_MESSAGE), "warning")
             return redirect(url_for("confirm.resend"))
         return current_app.ensure_sync(view)(*args, **kwargs)
 

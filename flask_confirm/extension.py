@@ -380,6 +380,7 @@ class Confirm:
         is stored: if Redis cannot be reached, a warning is logged and
         ``None`` returned, and the user can simply ask again.
 
+        :raises RuntimeError: :data:`CONFIRM_PASSWORD_RESET` is off.
         :return: the job id, or ``None`` if nothing was queued.
         """
         state = self._get_state()

@@ -43,6 +43,12 @@ def ngettext(singular: str, plural: str, num: int, **variables: t.Any) -> str:
     return (singular if num == 1 else plural) % variables
 
 
+def N_(string: str) -> str:
+    """Mark ``string`` for extraction without translating it yet: for
+    messages kept in constants and translated where they are shown."""
+    return string
+
+
 def render(template: str, **context: t.Any) -> str:
     """Render one of Flask-Confirm's templates with the translation functions
     in its context, so an overriding template can use them too."""

@@ -25,6 +25,7 @@ import datetime as dt
 import typing as t
 
 from .i18n import gettext
+from .i18n import N_
 from .i18n import ngettext
 from .i18n import render
 from .senders import EmailMessage
@@ -36,9 +37,9 @@ if t.TYPE_CHECKING:
 #: ``confirm`` kind's is :data:`CONFIRM_SUBJECT`). Translated with
 #: :func:`.i18n.gettext` when the message is rendered.
 DEFAULT_SUBJECTS = {
-    "email_change": "Confirm your new email address",
-    "email_change_notice": "Your email address is being changed",
-    "password_reset": "Reset your password",
+    "email_change": N_("Confirm your new email address"),
+    "email_change_notice": N_("Your email address is being changed"),
+    "password_reset": N_("Reset your password"),
 }
 
 

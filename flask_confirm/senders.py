@@ -37,17 +37,20 @@ if t.TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class EmailMessage:
-    """A rendered confirmation mail, ready to send.
+    """A rendered mail (a confirmation, an email change link or notice, a
+    password reset link), ready to send.
 
-    It exists only in the worker, for the time it takes to send it: it holds
-    the link, so it is never stored or logged.
+    It exists only in the worker, for the time it takes to send it: it may
+    hold a link, so it is never stored or logged.
     """
 
     #: The recipient's address.
     to: str
-    #: The From header, as in :data:`CONFIRM_MAIL_FROM`.
+    #: The From header: the kind's ``sender`` in :data:`CONFIRM_MESSAGES`, else
+    #: :data:`CONFIRM_MAIL_FROM`.
     sender: str
-    #: The subject, as in :data:`CONFIRM_SUBJECT`.
+    #: The subject: the kind's ``subject`` in :data:`CONFIRM_MESSAGES`, else its
+    #: default (:data:`CONFIRM_SUBJECT` for confirmations).
     subject: str
     #: The plain-text part.
     text: str

@@ -165,7 +165,8 @@ def _record_sent(state: _State, unrecorded: list[tuple[t.Any, str | None]]) -> N
     state.db.session.commit()
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     for user, message_id in unrecorded:
-        logger.info("Confirmation for user %r sent (%s).", user.id, message_id)
+        user_id = sa_inspect(user).identity[0]
+        logger.info("Confirmation for user %r sent (%s).", user_id, message_id)
         signals.confirmation_sent.send(app, user=user, message_id=message_id)
     unrecorded.clear()
 
@@ -315,7 +316,7 @@ def _send_change_notice(state: _State, user: t.Any) -> None:
     except Exception as e:
         logger.warning(
             "The email change notice to the old address of user %r failed: %s",
-            user.id,
+            sa_inspect(user).identity[0],
             describe(e),
         )
 

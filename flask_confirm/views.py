@@ -24,6 +24,7 @@ from .errors import EmailInUse
 from .errors import TokenExpired
 from .errors import TokenInvalid
 from .i18n import gettext
+from .i18n import N_
 from .i18n import ngettext
 
 if t.TYPE_CHECKING:
@@ -35,18 +36,21 @@ if t.TYPE_CHECKING:
 
 logger = logging.getLogger("flask_confirm")
 
-CONFIRMED_MESSAGE = "Your email address is confirmed. Thank you!"
-EMAIL_CHANGED_MESSAGE = "Your new email address is confirmed and now in use."
-RESEND_MESSAGE = (
+# Marked with N_ for pybabel, translated with gettext where they are shown.
+CONFIRMED_MESSAGE = N_("Your email address is confirmed. Thank you!")
+EMAIL_CHANGED_MESSAGE = N_("Your new email address is confirmed and now in use.")
+RESEND_MESSAGE = N_(
     "If that address is registered and not yet confirmed, a new confirmation"
     " link is on its way."
 )
-RESET_REQUEST_MESSAGE = (
+RESET_REQUEST_MESSAGE = N_(
     "If that address belongs to a confirmed account, a link to reset its"
     " password is on its way."
 )
-PASSWORD_RESET_MESSAGE = "Your password has been changed."
-RATE_LIMITED_MESSAGE = "Too many requests from your network. Please try again later."
+PASSWORD_RESET_MESSAGE = N_("Your password has been changed.")
+RATE_LIMITED_MESSAGE = N_(
+    "Too many requests from your network. Please try again later."
+)
 
 #: The ``error`` code of a JSON answer for each status Flask or Werkzeug may
 #: answer before a view runs.
@@ -263,9 +267,10 @@ def _refuse(template: str, error: _BadInput, **context: t.Any) -> ResponseReturn
 def _token_error(template: str, error: Exception) -> ResponseReturnValue:
     expired = isinstance(error, TokenExpired)
     if wants_json():
-        message = gettext(
-            "The link has expired." if expired else "The link is not valid."
-        )
+        if expired:
+            message = gettext("The link has expired.")
+        else:
+            message = gettext("The link is not valid.")
         code = "token_expired" if expired else "token_invalid"
         return {"error": code, "message": message}, 400
     return render(template, state="expired" if expired else "invalid"), 400

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import re
 import typing as t
+from pathlib import Path
 
 import pytest
 from babel.messages.catalog import Catalog
+from babel.messages.extract import extract_from_dir
 from babel.messages.mofile import write_mo
 from flask_babel import Babel
 
+import flask_confirm
 from conftest import AppFactory
+from flask_confirm import decorators
+from flask_confirm import views
 from flask_confirm.config import MESSAGE_KINDS
 from flask_confirm.i18n import gettext
 from flask_confirm.i18n import ngettext
@@ -20,8 +25,6 @@ from flask_confirm.messages import DEFAULT_SUBJECTS
 from flask_confirm.messages import duration_words
 
 if t.TYPE_CHECKING:
-    from pathlib import Path
-
     from flask import Flask
 
     from flask_confirm import EmailMessage
@@ -195,3 +198,28 @@ def test_translated_with_flask_babel(
         assert ("success", "Votre adresse est confirmée. Merci !") in session[
             "_flashes"
         ]
+
+
+def test_pybabel_extracts_every_shown_message() -> None:
+    """The messages kept in constants are marked, so an app's ``pybabel
+    extract`` over the package puts them in its catalogue."""
+    package = Path(flask_confirm.__file__).parent
+    found = {
+        message
+        for _, _, message, _, _ in extract_from_dir(
+            str(package), method_map=[("**.py", "python")]
+        )
+    }
+    shown = [
+        views.CONFIRMED_MESSAGE,
+        views.EMAIL_CHANGED_MESSAGE,
+        views.RESEND_MESSAGE,
+        views.RESET_REQUEST_MESSAGE,
+        views.PASSWORD_RESET_MESSAGE,
+        views.RATE_LIMITED_MESSAGE,
+        decorators.UNCONFIRMED_MESSAGE,
+        "The link has expired.",
+        "The link is not valid.",
+        *DEFAULT_SUBJECTS.values(),
+    ]
+    assert [m for m in shown if m not in found] == []
