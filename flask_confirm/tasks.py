@@ -116,7 +116,7 @@ def send_batch_job(user_ids: list[UserId]) -> dict[str, int]:
     counts = {"sent": 0, "skipped": 0, "failed": 0}
     transient = 0
     with _user_locks(state, user_ids) as locked:
-        _load_users(state, locked)
+        users = _load_users(state, locked)
         unrecorded: list[tuple[t.Any, str | None]] = []
         try:
             for user_id in user_ids:
@@ -128,7 +128,9 @@ def send_batch_job(user_ids: list[UserId]) -> dict[str, int]:
                     transient += 1
                     continue
                 try:
-                    sent = _send(confirm, state, user_id, in_batch=True)
+                    sent = _send(
+                        confirm, state, user_id, in_batch=True, user=users.get(user_id)
+                    )
                 except Exception as e:
                     counts["failed"] += 1
                     if not is_permanent(e):
@@ -171,16 +173,18 @@ def _record_sent(state: _State, unrecorded: list[tuple[t.Any, str | None]]) -> N
     unrecorded.clear()
 
 
-def _load_users(state: _State, user_ids: t.Collection[UserId]) -> None:
-    """Read the rows of ``user_ids`` in one query, into the job's session, and
-    keep them from expiring on commit: the per-user ``session.get`` then finds
-    them without a round trip, and each per-user commit is one ``UPDATE``.
-    They are read under the locks, so they are as fresh as a per-user read."""
+def _load_users(state: _State, user_ids: t.Collection[UserId]) -> dict[UserId, t.Any]:
+    """Read the rows of ``user_ids`` in one query, by id, and keep them from
+    expiring on commit, so that recording each send is one ``UPDATE`` and no
+    reload. They are read under the locks, so they are as fresh as a per-user
+    read."""
     session = state.db.session
     session().expire_on_commit = False  # this job's session only
-    if user_ids:
-        key = sa_inspect(state.user_model).primary_key[0]
-        session.scalars(select(state.user_model).where(key.in_(list(user_ids)))).all()
+    if not user_ids:
+        return {}
+    key = sa_inspect(state.user_model).primary_key[0]
+    query = select(state.user_model).where(key.in_(list(user_ids)))
+    return {sa_inspect(user).identity[0]: user for user in session.scalars(query)}
 
 
 def send_reset_job(user_id: UserId) -> str | None:
@@ -321,12 +325,21 @@ def _send_change_notice(state: _State, user: t.Any) -> None:
         )
 
 
-def _send(confirm: Confirm, state: _State, user_id: UserId, *, in_batch: bool) -> t.Any:
+def _send(
+    confirm: Confirm,
+    state: _State,
+    user_id: UserId,
+    *,
+    in_batch: bool,
+    user: t.Any = None,
+) -> t.Any:
     """Send the confirmation owed to ``user_id``, if any, and record it: the
-    message id (``None`` if nothing was owed); in a batch, ``(user,
-    message_id)`` with the record left for :func:`_record_sent`."""
+    message id (``None`` if nothing was owed); in a batch, whose rows are read
+    beforehand and passed as ``user`` (``None``: gone), ``(user, message_id)``
+    with the record left for :func:`_record_sent`."""
     db = state.db
-    user = db.session.get(state.user_model, user_id)
+    if not in_batch:
+        user = db.session.get(state.user_model, user_id)
     if user is None or user.confirmation_state != "requested":
         logger.info("No confirmation owed to user %r; nothing sent.", user_id)
         db.session.commit()  # ends the read; the session keeps the batch's rows
