@@ -618,3 +618,48 @@ def test_email_change_and_reset_through_a_worker(
         if client.type(key) == b"hash":
             for value in client.hgetall(key).values():
                 assert b"/confirm/" not in value
+
+
+def test_batch_job_reads_once_and_records_in_groups(
+    make_app: AppFactory, async_config: dict[str, t.Any], redis_url: str
+) -> None:
+    """A batch of 50 reads its rows in one SELECT, and commits its sends ten
+    at a time: the round trips that bulk speed depends on."""
+    import sqlalchemy as sa
+
+    from flask_confirm.tasks import RECORD_EVERY
+    from flask_confirm.tasks import send_batch_job
+
+    async_config.update(CONFIRM_REDIS_URL=redis_url, CONFIRM_SENDER="memory")
+    app = make_app()
+    db, User = models(app)["db"], models(app)["User"]
+    with app.app_context():
+        users = [User(email=f"user{i}@example.org") for i in range(50)]
+        db.session.add_all(users)
+        db.session.commit()
+        ids = [u.id for u in users]
+        db.session.execute(
+            sa.update(User).values(confirmation_requested_at=sa.func.now())
+        )
+        db.session.commit()
+        statements: list[str] = []
+        commits: list[int] = []
+        sa.event.listen(
+            db.engine,
+            "before_cursor_execute",
+            lambda *args: statements.append(args[2].split()[0]),
+        )
+        sa.event.listen(db.engine, "commit", lambda conn: commits.append(1))
+    with app.app_context():
+        assert send_batch_job(ids) == {"sent": 50, "skipped": 0, "failed": 0}
+        assert len(app.extensions["confirm"].sender.outbox) == 50
+    assert statements.count("SELECT") == 1
+    assert RECORD_EVERY == 10
+    assert len(commits) == 5
+    with app.app_context():
+        sent = db.session.scalar(
+            sa.select(sa.func.count()).where(User.confirmation_sent_at.is_not(None))
+        )
+        assert sent == 50
+    # The locks are all released.
+    assert not redis.Redis.from_url(redis_url).keys("flask-confirm:lock:*")
