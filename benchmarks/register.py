@@ -17,6 +17,10 @@ connections, each as soon as its previous one is answered. Variants:
     As ``flask-confirm``, with nothing listening on the SMTP port and no
     worker running: the request must not notice; compared with
     ``flask-confirm``.
+``no mail, 1 client`` and ``flask-confirm, 1 client``
+    The first two again, one request at a time and with no worker running, on
+    the provider-down server: what ``send_confirmation`` adds to one request,
+    without the queueing that 4 clients on 2 cores add to latencies.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ NOMAIL = "no mail (baseline)"
 CONFIRM = "flask-confirm"
 SYNC = "sync smtp 200ms"
 DOWN = "flask-confirm, provider down"
+NOMAIL_1 = "no mail, 1 client"
+CONFIRM_1 = "flask-confirm, 1 client"
 DOWN_QUEUE = "confirm-down"
 CONCURRENCY = 4
 
@@ -106,30 +112,33 @@ def run(quick: bool, runs: int) -> list[Row]:
         worker = start_confirm_worker(worker_config, workdir, "worker")
         stack.callback(worker.stop)
 
-        variants: dict[str, tuple[int, str, int]] = {
-            NOMAIL: (port, "/register/nomail", count),
-            CONFIRM: (port, "/register/confirm", count),
-            SYNC: (port, "/register/sync", sync_count),
-            DOWN: (down_port, "/register/confirm", count),
+        variants: dict[str, tuple[int, str, int, int]] = {
+            NOMAIL: (port, "/register/nomail", count, CONCURRENCY),
+            CONFIRM: (port, "/register/confirm", count, CONCURRENCY),
+            SYNC: (port, "/register/sync", sync_count, CONCURRENCY),
+            DOWN: (down_port, "/register/confirm", count, CONCURRENCY),
+            NOMAIL_1: (down_port, "/register/nomail", count, 1),
+            CONFIRM_1: (down_port, "/register/confirm", count, 1),
         }
-        for index, (variant_port, path, _) in enumerate(variants.values()):
+        for index, (variant_port, path, _, clients) in enumerate(variants.values()):
             tag = f"warm-v{index}"
             http_load(
                 variant_port,
                 _requests(path, tag, warmup),
-                concurrency=CONCURRENCY,
+                concurrency=clients,
                 expect=(201,),
             )
         _wait_drained(redis, "confirm", 60)
 
         for run_index in range(runs):
-            for index, (name, (variant_port, path, n)) in enumerate(variants.items()):
+            for index, (name, spec) in enumerate(variants.items()):
+                variant_port, path, n, clients = spec
                 log(f"{NAME}: run {run_index + 1}/{runs}, {name}, {n} requests")
                 tag = f"r{run_index}-v{index}"
                 result = http_load(
                     variant_port,
                     _requests(path, tag, n),
-                    concurrency=CONCURRENCY,
+                    concurrency=clients,
                     expect=(201,),
                     timeout=60 + n / 2,
                 )
@@ -139,7 +148,9 @@ def run(quick: bool, runs: int) -> list[Row]:
                 if name == CONFIRM:
                     _wait_drained(redis, "confirm", 60 + n / 10)
         _check(app, redis, results)
-    return results.rows({CONFIRM: NOMAIL, SYNC: NOMAIL, DOWN: CONFIRM})
+    return results.rows(
+        {CONFIRM: NOMAIL, SYNC: NOMAIL, DOWN: CONFIRM, CONFIRM_1: NOMAIL_1}
+    )
 
 
 def _check(app: t.Any, redis: RedisServer, results: Results) -> None:

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import datetime as dt
 import hmac
 import logging
 import typing as t
-import uuid
 import weakref
 from urllib.parse import urlsplit
 
 from flask import current_app
 from redis import Redis
-from redis.exceptions import LockError
-from redis.exceptions import RedisError
 from rq import Queue
-from rq import Retry
 from sqlalchemy import func
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
@@ -25,6 +19,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import SQLAlchemyError
 
+from . import bulk
 from . import signals
 from .addresses import normalize_email
 from .config import Keys
@@ -36,14 +31,13 @@ from .errors import TokenInvalid
 from .limits import RateLimiter
 from .messages import compose
 from .messages import validity
-from .models import as_utc
-from .models import state_filters
+from .models import email_of
+from .models import primary_key
+from .models import target_address
 from .models import utcnow
+from .queueing import dispatch
 from .senders import make_sender
 from .tasks import make_job_class
-from .tasks import send_batch_job
-from .tasks import send_confirmation_job
-from .tasks import send_reset_job
 from .tokens import address_digest
 from .tokens import reset_digest
 from .tokens import RESET_SALT
@@ -309,7 +303,7 @@ class Confirm:
         user.confirmation_requested_at = utcnow()
         state.db.session.add(user)
         state.db.session.commit()
-        job_id = self._dispatch(state, "confirm", _primary_key(state, user))
+        job_id = dispatch(state, "confirm", primary_key(user))
         signals.confirmation_requested.send(app, user=user, job_id=job_id)
         return job_id
 
@@ -339,7 +333,7 @@ class Confirm:
         state = self._get_state()
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         new_email = normalize_email(new_email)
-        old_email = _email(user)
+        old_email = email_of(user)
         if new_email.lower() == old_email.strip().lower():
             raise ValueError("The new address is the user's current address.")
         other = self.find_user(new_email)
@@ -349,8 +343,8 @@ class Confirm:
         user.confirmation_requested_at = utcnow()
         state.db.session.add(user)
         state.db.session.commit()
-        user_id = _primary_key(state, user)
-        job_id = self._dispatch(state, "confirm", user_id)
+        user_id = primary_key(user)
+        job_id = dispatch(state, "confirm", user_id)
         signals.email_change_requested.send(
             app, user=user, new_email=new_email, job_id=job_id
         )
@@ -391,53 +385,11 @@ class Confirm:
         if not user.email_confirmed:
             logger.info("Password reset refused: address not confirmed.")
             return None
-        user_id = _primary_key(state, user)
-        job_id = self._dispatch(state, "password_reset", user_id)
+        user_id = primary_key(user)
+        job_id = dispatch(state, "password_reset", user_id)
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         signals.password_reset_requested.send(app, user=user, job_id=job_id)
         return job_id
-
-    def _dispatch(self, state: _State, kind: str, user_id: UserId) -> str | None:
-        """Queue the job that sends the ``confirm`` (or ``email_change``) or
-        ``password_reset`` message to ``user_id`` (or
-        run it here when :data:`CONFIRM_ASYNC` is false). A Redis or sending
-        failure is logged, not raised: the caller's request has done its part,
-        and a confirmation stays recorded for the sweeper. Internal."""
-        words = "confirmation" if kind == "confirm" else kind.replace("_", " ")
-        if not state.settings.is_async:
-            app = current_app._get_current_object()  # type: ignore[attr-defined]
-            try:
-                with app.app_context():
-                    if kind == "confirm":
-                        send_confirmation_job(user_id)
-                    else:
-                        send_reset_job(user_id)
-            except Exception:
-                logger.exception("Inline %s for user %r failed.", words, user_id)
-            return f"inline-{uuid.uuid4().hex}"
-        try:
-            if kind == "confirm":
-                return self._enqueue(state, [user_id])[0]
-            return state.queue.enqueue_call(
-                send_reset_job,
-                args=(user_id,),
-                description=f"{kind} message for user {user_id!r}",
-                timeout=state.settings.job_timeout,
-                retry=_retry(state),
-                result_ttl=0,
-            ).id
-        except RedisError as e:
-            logger.warning(
-                "Could not queue the %s for user %r (%s: %s)%s",
-                words,
-                user_id,
-                type(e).__name__,
-                e,
-                "; the request is recorded and the sweeper will queue it again."
-                if kind == "confirm"
-                else ".",
-            )
-            return None
 
     def send_many(
         self, users: t.Iterable[ConfirmableMixin], *, batch_size: int | None = None
@@ -450,16 +402,7 @@ class Confirm:
 
         :return: how many confirmations were requested.
         """
-        state = self._get_state()
-        users = list(users)
-        now = utcnow()
-        for user in users:
-            user.confirmation_requested_at = now
-            state.db.session.add(user)
-        state.db.session.commit()
-        user_ids = [_primary_key(state, user) for user in users]
-        self._enqueue(state, user_ids, batch_size)
-        return len(user_ids)
+        return bulk.send_many(self._get_state(), users, batch_size)
 
     def resend_all(
         self,
@@ -480,84 +423,7 @@ class Confirm:
             it and the total.
         :return: how many confirmations were requested.
         """
-        state = self._get_state()
-        model = state.user_model
-        session = state.db.session
-        key_column = sa_inspect(model).primary_key[0]
-        query = select(key_column).where(model.email_confirmed_at.is_(None))
-        if older_than is not None:
-            cutoff = utcnow() - dt.timedelta(seconds=older_than)
-            query = query.where(
-                (model.confirmation_requested_at.is_(None))
-                | (model.confirmation_requested_at <= cutoff)
-            )
-        user_ids = list(session.scalars(query.order_by(key_column)))
-        session.rollback()
-        self._request_again(state, user_ids, chunk_size, progress)
-        return len(user_ids)
-
-    def _request_again(
-        self,
-        state: _State,
-        user_ids: list[UserId],
-        chunk_size: int = 1000,
-        progress: t.Callable[[int, int], None] | None = None,
-    ) -> None:
-        """Record a new request for ``user_ids`` and queue their batch jobs:
-        one ``UPDATE`` and commit per chunk, each committed before its jobs
-        are queued. Internal."""
-        model = state.user_model
-        key_column = sa_inspect(model).primary_key[0]
-        for start in range(0, len(user_ids), chunk_size):
-            chunk = user_ids[start : start + chunk_size]
-            state.db.session.execute(
-                update(model)
-                .where(key_column.in_(chunk))
-                .values(confirmation_requested_at=utcnow())
-                .execution_options(synchronize_session=False)
-            )
-            state.db.session.commit()
-            self._enqueue(state, chunk, batch_size=None)
-            if progress is not None:
-                progress(len(chunk), len(user_ids))
-
-    def _enqueue(
-        self,
-        state: _State,
-        user_ids: t.Sequence[UserId],
-        batch_size: int | None = 1,
-    ) -> list[str]:
-        """Queue send jobs for ``user_ids``: one per user (``batch_size`` 1) or
-        one per batch, pipelined 1,000 jobs per round trip. Internal."""
-        settings = state.settings
-        size = batch_size or settings.batch_size
-        retry = _retry(state)
-        job_ids: list[str] = []
-        chunks = [user_ids[i : i + size] for i in range(0, len(user_ids), size)]
-        for first in range(0, len(chunks), 1000):
-            with state.redis.pipeline() as pipe:
-                for chunk in chunks[first : first + 1000]:
-                    func: t.Callable[..., t.Any]
-                    args: tuple[t.Any, ...]
-                    if size == 1:
-                        func, args = send_confirmation_job, (chunk[0],)
-                        description = f"confirmation for user {chunk[0]!r}"
-                        timeout = settings.job_timeout
-                    else:
-                        func, args = send_batch_job, (list(chunk),)
-                        description = f"confirmations for {len(chunk)} users"
-                        timeout = settings.job_timeout * len(chunk)
-                    job = state.queue.enqueue_call(
-                        func,
-                        args=args,
-                        description=description,
-                        timeout=timeout,
-                        retry=retry,
-                        pipeline=pipe,
-                    )
-                    job_ids.append(job.id)
-                pipe.execute()
-        return job_ids
+        return bulk.resend_all(self._get_state(), older_than, chunk_size, progress)
 
     def sweep(self, older_than: int | None = None, *, hold_lock: int = 0) -> int:
         """Queue again every confirmation requested but not yet sent.
@@ -578,37 +444,7 @@ class Confirm:
         :return: how many confirmations were queued (in jobs of
             :data:`CONFIRM_BATCH_SIZE`); 0 if another sweep holds the lock.
         """
-        state = self._get_state()
-        settings = state.settings
-        if older_than is None:
-            older_than = settings.sweep_after
-        lock = state.redis.lock(
-            f"flask-confirm:sweep:{settings.queue}",
-            timeout=max(hold_lock, 300),
-            blocking=False,
-        )
-        if not lock.acquire():
-            return 0
-        try:
-            model = state.user_model
-            cutoff = utcnow() - dt.timedelta(seconds=older_than)
-            query = (
-                select(sa_inspect(model).primary_key[0])
-                .where(state_filters(model)["requested"])
-                .where(model.confirmation_requested_at <= cutoff)
-            )
-            user_ids = list(state.db.session.scalars(query))
-            state.db.session.rollback()
-            self._enqueue(state, user_ids, batch_size=None)
-            if user_ids:
-                logger.info("Sweep queued %d pending confirmation(s).", len(user_ids))
-            return len(user_ids)
-        finally:
-            with contextlib.suppress(LockError):
-                if hold_lock:
-                    lock.extend(hold_lock, replace_ttl=True)
-                else:
-                    lock.release()
+        return bulk.sweep(self._get_state(), older_than, hold_lock)
 
     def status(self) -> dict[str, t.Any]:
         """Count users by :attr:`~.ConfirmableMixin.confirmation_state`.
@@ -617,35 +453,12 @@ class Confirm:
             "oldest_pending": timedelta | None}``, where ``oldest_pending`` is
             the age of the oldest request not yet accepted by the provider.
         """
-        state = self._get_state()
-        model = state.user_model
-        session = state.db.session
-        filters = state_filters(model)
-        counts: dict[str, t.Any] = {
-            name: session.scalar(select(func.count()).select_from(model).where(cond))
-            for name, cond in filters.items()
-        }
-        oldest = session.scalar(
-            select(func.min(model.confirmation_requested_at)).where(
-                filters["requested"]
-            )
-        )
-        counts["oldest_pending"] = utcnow() - as_utc(oldest) if oldest else None
-        session.rollback()
-        return counts
+        return bulk.status(self._get_state())
 
     def failed(self, limit: int | None = None) -> list[t.Any]:
         """The users whose confirmation failed for good, most recent first;
         ``confirmation_error`` says why."""
-        state = self._get_state()
-        model = state.user_model
-        query = (
-            select(model)
-            .where(state_filters(model)["failed"])
-            .order_by(model.confirmation_failed_at.desc())
-            .limit(limit)
-        )
-        return list(state.db.session.scalars(query))
+        return bulk.failed(self._get_state(), limit)
 
     def retry_failed(self) -> int:
         """Request again every confirmation that failed for good (after the
@@ -653,22 +466,14 @@ class Confirm:
 
         :return: how many were queued again.
         """
-        state = self._get_state()
-        model = state.user_model
-        query = select(sa_inspect(model).primary_key[0]).where(
-            state_filters(model)["failed"]
-        )
-        user_ids = list(state.db.session.scalars(query))
-        state.db.session.rollback()
-        self._request_again(state, user_ids)
-        return len(user_ids)
+        return bulk.retry_failed(self._get_state())
 
     def make_token(self, user: ConfirmableMixin) -> str:
         """Return a new confirmation token for the address ``user`` is
         confirming: the :attr:`~.ConfirmableMixin.pending_email` of an email
         change, else the current address."""
         state = self._get_state()
-        return state.serializer.dumps(_primary_key(state, user), _target(user))
+        return state.serializer.dumps(primary_key(user), target_address(user))
 
     def load_user(self, token: str) -> t.Any:
         """Return the user a confirmation token was made for.
@@ -736,7 +541,7 @@ class Confirm:
         return compose(
             settings,
             kind,
-            _target(user),
+            target_address(user),
             user=user,
             confirm_url=self.confirm_url(user),
             **validity(settings.token_max_age),
@@ -759,7 +564,7 @@ class Confirm:
         done = self._update_user(
             state,
             user,
-            [model.email == _email(user), model.email_confirmed_at.is_(None)],
+            [model.email == email_of(user), model.email_confirmed_at.is_(None)],
             {"email_confirmed_at": utcnow()},
         )
         if done:
@@ -779,7 +584,7 @@ class Confirm:
         """
         state = self._get_state()
         model = state.user_model
-        old_email = _email(user)
+        old_email = email_of(user)
         try:
             done = self._update_user(
                 state,
@@ -814,7 +619,7 @@ class Confirm:
         key_column = sa_inspect(model).primary_key[0]
         result = state.db.session.execute(
             update(model)
-            .where(key_column == _primary_key(state, user), *conditions)
+            .where(key_column == primary_key(user), *conditions)
             .values(**values)
             .execution_options(synchronize_session=False)
         )
@@ -826,7 +631,7 @@ class Confirm:
         and current password hash (:data:`CONFIRM_PASSWORD_HASH_ATTRIBUTE`)."""
         state = self._get_state()
         return state.reset_serializer.sign(
-            _primary_key(state, user), _reset_binding(state, user)
+            primary_key(user), _reset_binding(state, user)
         )
 
     def reset_url(self, user: ConfirmableMixin) -> str:
@@ -855,7 +660,7 @@ class Confirm:
         return compose(
             settings,
             "password_reset",
-            _email(user),
+            email_of(user),
             user=user,
             reset_url=self.reset_url(user),
             **validity(settings.password_reset_max_age),
@@ -886,13 +691,6 @@ class Confirm:
             func.lower(model.email) == func.lower(email.strip())
         )
         return state.db.session.scalars(query.limit(1)).first()
-
-
-def _retry(state: _State) -> Retry | None:
-    settings = state.settings
-    if not settings.retries:
-        return None
-    return Retry(max=settings.retries, interval=list(settings.retry_intervals))
 
 
 def _as_bytes(value: str | bytes) -> bytes:
@@ -935,32 +733,4 @@ def _check_password_reset(
 
 def _reset_binding(state: _State, user: t.Any) -> str:
     stored = getattr(user, state.settings.password_hash_attribute, None)
-    return reset_digest(_email(user), None if stored is None else str(stored))
-
-
-def _target(user: t.Any) -> str:
-    """The address being confirmed: the pending new one, else the current."""
-    pending = getattr(user, "pending_email", None)
-    return pending if isinstance(pending, str) and pending else _email(user)
-
-
-def _primary_key(state: _State, user: t.Any) -> t.Any:
-    identity = sa_inspect(user).identity
-    if identity is None:
-        raise ValueError(
-            "The user has no primary key yet: add and commit it before calling"
-            " send_confirmation()."
-        )
-    if len(identity) != 1 or not isinstance(identity[0], (int, str)):
-        raise ValueError(
-            "The user's primary key must be a single int or str column, since"
-            " it is what jobs and tokens carry."
-        )
-    return identity[0]
-
-
-def _email(user: t.Any) -> str:
-    email = user.email
-    if not isinstance(email, str) or not email:
-        raise ValueError("The user has no email address.")
-    return email
+    return reset_digest(email_of(user), None if stored is None else str(stored))

@@ -7,6 +7,7 @@ import typing as t
 
 from sqlalchemy import and_
 from sqlalchemy import DateTime
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import not_
 from sqlalchemy import or_
 from sqlalchemy import String
@@ -143,6 +144,44 @@ def state_filters(model: type[t.Any]) -> dict[str, ColumnElement[bool]]:
             or_(failed.is_(None), failed < requested),
         ),
     }
+
+
+def primary_key(user: t.Any) -> t.Any:
+    """The user's primary key value, what jobs and tokens carry. Internal.
+
+    :raises ValueError: the user is not saved yet, or the key is not a single
+        ``int`` or ``str``.
+    """
+    identity = sa_inspect(user).identity
+    if identity is None:
+        raise ValueError(
+            "The user has no primary key yet: add and commit it before calling"
+            " send_confirmation()."
+        )
+    if len(identity) != 1 or not isinstance(identity[0], (int, str)):
+        raise ValueError(
+            "The user's primary key must be a single int or str column, since"
+            " it is what jobs and tokens carry."
+        )
+    return identity[0]
+
+
+def email_of(user: t.Any) -> str:
+    """The user's current address. Internal.
+
+    :raises ValueError: it has none.
+    """
+    email = user.email
+    if not isinstance(email, str) or not email:
+        raise ValueError("The user has no email address.")
+    return email
+
+
+def target_address(user: t.Any) -> str:
+    """The address being confirmed: the pending new one, else the current.
+    Internal."""
+    pending = getattr(user, "pending_email", None)
+    return pending if isinstance(pending, str) and pending else email_of(user)
 
 
 def as_utc(value: dt.datetime) -> dt.datetime:

@@ -29,6 +29,7 @@ from .faults import is_permanent
 from .faults import is_throttling
 from .faults import TransientSendError
 from .messages import compose
+from .models import primary_key
 from .models import utcnow
 
 if t.TYPE_CHECKING:
@@ -167,7 +168,7 @@ def _record_sent(state: _State, unrecorded: list[tuple[t.Any, str | None]]) -> N
     state.db.session.commit()
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     for user, message_id in unrecorded:
-        user_id = sa_inspect(user).identity[0]
+        user_id = primary_key(user)
         logger.info("Confirmation for user %r sent (%s).", user_id, message_id)
         signals.confirmation_sent.send(app, user=user, message_id=message_id)
     unrecorded.clear()
@@ -184,7 +185,7 @@ def _load_users(state: _State, user_ids: t.Collection[UserId]) -> dict[UserId, t
         return {}
     key = sa_inspect(state.user_model).primary_key[0]
     query = select(state.user_model).where(key.in_(list(user_ids)))
-    return {sa_inspect(user).identity[0]: user for user in session.scalars(query)}
+    return {primary_key(user): user for user in session.scalars(query)}
 
 
 def send_reset_job(user_id: UserId) -> str | None:
@@ -320,7 +321,7 @@ def _send_change_notice(state: _State, user: t.Any) -> None:
     except Exception as e:
         logger.warning(
             "The email change notice to the old address of user %r failed: %s",
-            sa_inspect(user).identity[0],
+            primary_key(user),
             describe(e),
         )
 

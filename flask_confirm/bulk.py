@@ -1,0 +1,173 @@
+"""Operations on many users at once: bulk requests, sweeps, counts.
+
+These are what :meth:`.Confirm.send_many`, :meth:`.Confirm.resend_all`,
+:meth:`.Confirm.sweep`, :meth:`.Confirm.status`, :meth:`.Confirm.failed` and
+:meth:`.Confirm.retry_failed` do, and what the ``flask confirm`` commands call.
+They work on ids with set-based SQL and pipelined enqueues, never by loading
+every user. Internal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import typing as t
+
+from redis.exceptions import LockError
+from sqlalchemy import func
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import select
+from sqlalchemy import update
+
+from .models import as_utc
+from .models import primary_key
+from .models import state_filters
+from .models import utcnow
+from .queueing import enqueue
+
+if t.TYPE_CHECKING:
+    from .extension import _State
+    from .tokens import UserId
+
+logger = logging.getLogger("flask_confirm")
+
+Progress = t.Callable[[int, int], None]
+
+
+def send_many(state: _State, users: t.Iterable[t.Any], batch_size: int | None) -> int:
+    """Record a request for each of ``users`` in one commit, then queue
+    their batch jobs. How many were requested."""
+    users = list(users)
+    now = utcnow()
+    for user in users:
+        user.confirmation_requested_at = now
+        state.db.session.add(user)
+    state.db.session.commit()
+    user_ids = [primary_key(user) for user in users]
+    enqueue(state, user_ids, batch_size)
+    return len(user_ids)
+
+
+def resend_all(
+    state: _State, older_than: int | None, chunk_size: int, progress: Progress | None
+) -> int:
+    """Request again every unconfirmed user's link (those whose last request
+    is at least ``older_than`` seconds old, if given)."""
+    model = state.user_model
+    session = state.db.session
+    key_column = sa_inspect(model).primary_key[0]
+    query = select(key_column).where(model.email_confirmed_at.is_(None))
+    if older_than is not None:
+        cutoff = utcnow() - dt.timedelta(seconds=older_than)
+        query = query.where(
+            (model.confirmation_requested_at.is_(None))
+            | (model.confirmation_requested_at <= cutoff)
+        )
+    user_ids = list(session.scalars(query.order_by(key_column)))
+    session.rollback()
+    request_again(state, user_ids, chunk_size, progress)
+    return len(user_ids)
+
+
+def request_again(
+    state: _State,
+    user_ids: list[UserId],
+    chunk_size: int = 1000,
+    progress: Progress | None = None,
+) -> None:
+    """Record a new request for ``user_ids`` and queue their batch jobs: one
+    ``UPDATE`` and commit per chunk, each committed before its jobs are
+    queued."""
+    model = state.user_model
+    key_column = sa_inspect(model).primary_key[0]
+    for start in range(0, len(user_ids), chunk_size):
+        chunk = user_ids[start : start + chunk_size]
+        state.db.session.execute(
+            update(model)
+            .where(key_column.in_(chunk))
+            .values(confirmation_requested_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        state.db.session.commit()
+        enqueue(state, chunk, batch_size=None)
+        if progress is not None:
+            progress(len(chunk), len(user_ids))
+
+
+def sweep(state: _State, older_than: int | None, hold_lock: int) -> int:
+    """Queue again the confirmations requested at least ``older_than``
+    seconds ago and not yet sent, under a lock that one sweep at a time
+    holds; 0 if another sweep holds it."""
+    settings = state.settings
+    if older_than is None:
+        older_than = settings.sweep_after
+    lock = state.redis.lock(
+        f"flask-confirm:sweep:{settings.queue}",
+        timeout=max(hold_lock, 300),
+        blocking=False,
+    )
+    if not lock.acquire():
+        return 0
+    try:
+        model = state.user_model
+        cutoff = utcnow() - dt.timedelta(seconds=older_than)
+        query = (
+            select(sa_inspect(model).primary_key[0])
+            .where(state_filters(model)["requested"])
+            .where(model.confirmation_requested_at <= cutoff)
+        )
+        user_ids = list(state.db.session.scalars(query))
+        state.db.session.rollback()
+        enqueue(state, user_ids, batch_size=None)
+        if user_ids:
+            logger.info("Sweep queued %d pending confirmation(s).", len(user_ids))
+        return len(user_ids)
+    finally:
+        with contextlib.suppress(LockError):
+            if hold_lock:
+                lock.extend(hold_lock, replace_ttl=True)
+            else:
+                lock.release()
+
+
+def status(state: _State) -> dict[str, t.Any]:
+    """Users counted by confirmation state, and the age of the oldest
+    pending request."""
+    model = state.user_model
+    session = state.db.session
+    filters = state_filters(model)
+    counts: dict[str, t.Any] = {
+        name: session.scalar(select(func.count()).select_from(model).where(cond))
+        for name, cond in filters.items()
+    }
+    oldest = session.scalar(
+        select(func.min(model.confirmation_requested_at)).where(filters["requested"])
+    )
+    counts["oldest_pending"] = utcnow() - as_utc(oldest) if oldest else None
+    session.rollback()
+    return counts
+
+
+def failed(state: _State, limit: int | None) -> list[t.Any]:
+    """The users whose confirmation failed for good, most recent first."""
+    model = state.user_model
+    query = (
+        select(model)
+        .where(state_filters(model)["failed"])
+        .order_by(model.confirmation_failed_at.desc())
+        .limit(limit)
+    )
+    return list(state.db.session.scalars(query))
+
+
+def retry_failed(state: _State) -> int:
+    """Request again, and queue, every confirmation that failed for good."""
+    model = state.user_model
+    query = select(sa_inspect(model).primary_key[0]).where(
+        state_filters(model)["failed"]
+    )
+    user_ids = list(state.db.session.scalars(query))
+    state.db.session.rollback()
+    request_again(state, user_ids)
+    return len(user_ids)

@@ -1,0 +1,115 @@
+"""Putting send jobs on the queue: one per user, or batches, pipelined.
+
+Everything that enqueues goes through here, so the job's function, timeout,
+retry policy and description are decided in one place. Internal.
+"""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+import uuid
+
+from flask import current_app
+from redis.exceptions import RedisError
+from rq import Retry
+
+from .tasks import send_batch_job
+from .tasks import send_confirmation_job
+from .tasks import send_reset_job
+
+if t.TYPE_CHECKING:
+    from .extension import _State
+    from .tokens import UserId
+
+logger = logging.getLogger("flask_confirm")
+
+
+def dispatch(state: _State, kind: str, user_id: UserId) -> str | None:
+    """Queue the job that sends ``user_id`` their ``confirm`` (or
+    ``email_change``) or ``password_reset`` message, or run it here when
+    :data:`CONFIRM_ASYNC` is false. A Redis or sending failure is logged, not
+    raised: the caller's request has done its part, and a confirmation stays
+    recorded for the sweeper."""
+    words = "confirmation" if kind == "confirm" else kind.replace("_", " ")
+    if not state.settings.is_async:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        try:
+            with app.app_context():
+                if kind == "confirm":
+                    send_confirmation_job(user_id)
+                else:
+                    send_reset_job(user_id)
+        except Exception:
+            logger.exception("Inline %s for user %r failed.", words, user_id)
+        return f"inline-{uuid.uuid4().hex}"
+    try:
+        if kind == "confirm":
+            return enqueue(state, [user_id])[0]
+        return state.queue.enqueue_call(
+            send_reset_job,
+            args=(user_id,),
+            description=f"{kind} message for user {user_id!r}",
+            timeout=state.settings.job_timeout,
+            retry=retry_policy(state),
+            result_ttl=0,
+        ).id
+    except RedisError as e:
+        logger.warning(
+            "Could not queue the %s for user %r (%s: %s)%s",
+            words,
+            user_id,
+            type(e).__name__,
+            e,
+            "; the request is recorded and the sweeper will queue it again."
+            if kind == "confirm"
+            else ".",
+        )
+        return None
+
+
+def enqueue(
+    state: _State,
+    user_ids: t.Sequence[UserId],
+    batch_size: int | None = 1,
+) -> list[str]:
+    """Queue send jobs for ``user_ids``: one per user (``batch_size`` 1) or
+    one per batch, pipelined 1,000 jobs per round trip. Internal."""
+    settings = state.settings
+    size = batch_size or settings.batch_size
+    retry = retry_policy(state)
+    job_ids: list[str] = []
+    chunks = [user_ids[i : i + size] for i in range(0, len(user_ids), size)]
+    for first in range(0, len(chunks), 1000):
+        with state.redis.pipeline() as pipe:
+            for chunk in chunks[first : first + 1000]:
+                func: t.Callable[..., t.Any]
+                args: tuple[t.Any, ...]
+                if size == 1:
+                    func, args = send_confirmation_job, (chunk[0],)
+                    description = f"confirmation for user {chunk[0]!r}"
+                    timeout = settings.job_timeout
+                else:
+                    func, args = send_batch_job, (list(chunk),)
+                    description = f"confirmations for {len(chunk)} users"
+                    timeout = settings.job_timeout * len(chunk)
+                job = state.queue.enqueue_call(
+                    func,
+                    args=args,
+                    description=description,
+                    timeout=timeout,
+                    retry=retry,
+                    pipeline=pipe,
+                )
+                job_ids.append(job.id)
+            pipe.execute()
+    return job_ids
+
+
+def retry_policy(state: _State) -> Retry | None:
+    """RQ's ``Retry`` for :data:`CONFIRM_RETRIES` and
+    :data:`CONFIRM_RETRY_INTERVALS`, or ``None`` for no retries."""
+    settings = state.settings
+    if not settings.retries:
+        return None
+    return Retry(max=settings.retries, interval=list(settings.retry_intervals))
