@@ -30,7 +30,6 @@ from .errors import EmailInUse
 from .errors import TokenInvalid
 from .limits import RateLimiter
 from .messages import compose
-from .messages import validity
 from .models import email_of
 from .models import primary_key
 from .models import target_address
@@ -60,6 +59,8 @@ _DashboardAuthT = t.TypeVar("_DashboardAuthT", bound=DashboardAuth)
 UserLoader = t.Callable[[], t.Any]
 _UserLoaderT = t.TypeVar("_UserLoaderT", bound=UserLoader)
 PasswordSetter = t.Callable[[t.Any, str], None]
+MailLocale = t.Callable[[t.Any], "str | None"]
+_MailLocaleT = t.TypeVar("_MailLocaleT", bound=MailLocale)
 
 
 @dataclasses.dataclass
@@ -120,6 +121,7 @@ class Confirm:
         self._user_loader: UserLoader | None = user_loader
         self._user_model = user_model
         self._dashboard_auth: DashboardAuth | None = dashboard_auth
+        self._mail_locale: MailLocale | None = None
         self._states: weakref.WeakKeyDictionary[Flask, _State] = (
             weakref.WeakKeyDictionary()
         )
@@ -258,6 +260,28 @@ class Confirm:
         ``current_user`` is used when no loader is registered."""
         self._user_loader = func
         return func
+
+    def mail_locale(self, func: _MailLocaleT) -> _MailLocaleT:
+        """Register the callable that names the locale of a user's mails (such
+        as ``"fr"``, or ``None`` for the default), for apps that translate
+        with Flask-Babel.
+
+        Mails are rendered by the worker, where there is no request for the
+        app's locale selector to read; without this, they are rendered in the
+        app's default locale (or, when sent inline during a request, the
+        request's).
+
+        .. code-block:: python
+
+            @confirm.mail_locale
+            def locale_of(user) -> str | None:
+                return user.locale
+        """
+        self._mail_locale = func
+        return func
+
+    def _locale_for(self, user: ConfirmableMixin) -> str | None:
+        return None if self._mail_locale is None else self._mail_locale(user)
 
     def current_user(self) -> t.Any:
         """The signed-in user, or ``None``: from :meth:`user_loader`, or from
@@ -542,9 +566,22 @@ class Confirm:
             settings,
             kind,
             target_address(user),
+            locale=self._locale_for(user),
             user=user,
             confirm_url=self.confirm_url(user),
-            **validity(settings.token_max_age),
+            valid_for=settings.token_max_age,
+        )
+
+    def render_change_notice(self, user: ConfirmableMixin) -> EmailMessage:
+        """Render the ``email_change_notice`` mail to ``user``'s current
+        address about their pending new one. It holds no link."""
+        return compose(
+            self._get_state().settings,
+            "email_change_notice",
+            email_of(user),
+            locale=self._locale_for(user),
+            user=user,
+            new_email=target_address(user),
         )
 
     def confirm_user(self, user: ConfirmableMixin) -> bool:
@@ -661,9 +698,10 @@ class Confirm:
             settings,
             "password_reset",
             email_of(user),
+            locale=self._locale_for(user),
             user=user,
             reset_url=self.reset_url(user),
-            **validity(settings.password_reset_max_age),
+            valid_for=settings.password_reset_max_age,
         )
 
     def reset_password(self, user: ConfirmableMixin, password: str) -> None:

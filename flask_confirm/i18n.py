@@ -8,9 +8,11 @@ templates get the same functions as ``_``, ``gettext`` and ``ngettext``.
 
 from __future__ import annotations
 
+import contextlib
 import typing as t
 
 from flask import current_app
+from flask import has_request_context
 from flask import render_template
 
 
@@ -23,6 +25,23 @@ def _babel() -> t.Any:
     except ImportError:  # pragma: no cover - an extension without its package
         return None
     return flask_babel
+
+
+@contextlib.contextmanager
+def mail_locale(locale: str | None) -> t.Iterator[None]:
+    """Translate a mail into ``locale`` (a name such as ``"fr"``), or, if it
+    is ``None``, into the locale the app's selector picks for the current
+    request, and outside a request (in the worker) into the app's default
+    locale: the selector is not asked there, since it usually reads the
+    request. Without Flask-Babel, nothing changes."""
+    babel = _babel()
+    if babel is None or (locale is None and has_request_context()):
+        yield
+        return
+    if locale is None:
+        locale = str(babel.get_babel().instance.default_locale)
+    with babel.force_locale(locale):
+        yield
 
 
 def gettext(string: str, **variables: t.Any) -> str:

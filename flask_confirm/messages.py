@@ -25,6 +25,7 @@ import datetime as dt
 import typing as t
 
 from .i18n import gettext
+from .i18n import mail_locale
 from .i18n import N_
 from .i18n import ngettext
 from .i18n import render
@@ -43,19 +44,32 @@ DEFAULT_SUBJECTS = {
 }
 
 
-def compose(settings: Settings, kind: str, to: str, **context: t.Any) -> EmailMessage:
-    """Render the message of ``kind`` to ``to``. ``context`` goes to both
-    templates, with ``to`` and ``kind``. Internal."""
+def compose(
+    settings: Settings,
+    kind: str,
+    to: str,
+    *,
+    locale: str | None = None,
+    valid_for: int | None = None,
+    **context: t.Any,
+) -> EmailMessage:
+    """Render the message of ``kind`` to ``to``, in ``locale`` (see
+    :func:`.i18n.mail_locale`). ``context`` goes to both templates, with
+    ``to``, ``kind`` and, for a link valid for ``valid_for`` seconds,
+    ``expires_in`` and ``expires_in_words``. Internal."""
     fields = settings.messages.get(kind, {})
     default = settings.subject if kind == "confirm" else DEFAULT_SUBJECTS[kind]
     context.update(to=to, kind=kind)
-    return EmailMessage(
-        to=to,
-        sender=fields.get("sender", settings.mail_from),
-        subject=gettext(fields.get("subject", default)),
-        text=render(f"flask_confirm/mail/{kind}.txt", **context),
-        html=render(f"flask_confirm/mail/{kind}.html", **context),
-    )
+    with mail_locale(locale):
+        if valid_for is not None:
+            context.update(validity(valid_for))
+        return EmailMessage(
+            to=to,
+            sender=fields.get("sender", settings.mail_from),
+            subject=gettext(fields.get("subject", default)),
+            text=render(f"flask_confirm/mail/{kind}.txt", **context),
+            html=render(f"flask_confirm/mail/{kind}.html", **context),
+        )
 
 
 def duration_words(seconds: int) -> str:

@@ -28,7 +28,6 @@ from .faults import describe
 from .faults import is_permanent
 from .faults import is_throttling
 from .faults import TransientSendError
-from .messages import compose
 from .models import primary_key
 from .models import utcnow
 
@@ -304,18 +303,12 @@ def _send_within_rate(state: _State, message: EmailMessage) -> str | None:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _send_change_notice(state: _State, user: t.Any) -> None:
+def _send_change_notice(confirm: Confirm, state: _State, user: t.Any) -> None:
     """Tell the current address that a change to ``pending_email`` was asked
     for. Sent with each attempt at the change link, so it is as durable as
     the link (and repeated if the link is retried). Best effort: the old
     mailbox may well be gone, which must not hold up the change."""
-    message = compose(
-        state.settings,
-        "email_change_notice",
-        user.email,
-        user=user,
-        new_email=user.pending_email,
-    )
+    message = confirm.render_change_notice(user)
     try:
         _send_within_rate(state, message)
     except Exception as e:
@@ -349,7 +342,7 @@ def _send(
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     message = confirm.render_message(user)
     if user.pending_email is not None:
-        _send_change_notice(state, user)
+        _send_change_notice(confirm, state, user)
     try:
         message_id = _send_within_rate(state, message)
     except Exception as e:

@@ -30,12 +30,13 @@ if t.TYPE_CHECKING:
     from flask_confirm import EmailMessage
 
 
-def render_all(app: Flask) -> dict[str, EmailMessage]:
-    """One message of every kind, rendered as the worker would."""
+def render_all(app: Flask, email: str = "ada@example.org") -> dict[str, EmailMessage]:
+    """One message of every kind, rendered as the worker would, for a new
+    user at ``email``."""
     m = app.extensions["test_models"]
     confirm = m["confirm"]
     with app.app_context():
-        user = m["User"](email="ada@example.org")
+        user = m["User"](email=email)
         m["db"].session.add(user)
         m["db"].session.commit()
         user.set_password("a password")
@@ -43,14 +44,7 @@ def render_all(app: Flask) -> dict[str, EmailMessage]:
         messages = {"confirm": confirm.render_message(user)}
         user.pending_email = "ada@new.example.org"
         messages["email_change"] = confirm.render_message(user)
-        settings = confirm._get_state().settings
-        messages["email_change_notice"] = compose(
-            settings,
-            "email_change_notice",
-            "ada@example.org",
-            user=user,
-            new_email="ada@new.example.org",
-        )
+        messages["email_change_notice"] = confirm.render_change_notice(user)
         messages["password_reset"] = confirm.render_reset_message(user)
         m["db"].session.rollback()
     return messages
@@ -174,6 +168,7 @@ def test_translated_with_flask_babel(
         BABEL_TRANSLATION_DIRECTORIES=str(french_catalog),
     )
     Babel(app, locale_selector=lambda: "fr")
+    app.extensions["confirm"].mail_locale(lambda user: "fr")
     messages = render_all(app)
     assert messages["confirm"].subject == "Confirmez votre adresse e-mail"
     assert "Veuillez confirmer votre adresse en ouvrant ce lien :" in (
@@ -223,3 +218,38 @@ def test_pybabel_extracts_every_shown_message() -> None:
         *DEFAULT_SUBJECTS.values(),
     ]
     assert [m for m in shown if m not in found] == []
+
+
+def test_mails_in_the_worker_do_not_ask_the_request_locale(
+    make_app: AppFactory, french_catalog: Path
+) -> None:
+    """A locale selector that reads the request cannot run in the worker:
+    mails there use the default locale, or the one ``mail_locale`` names."""
+    from flask import request
+
+    app = make_app(
+        CONFIRM_PASSWORD_RESET=True,
+        BABEL_TRANSLATION_DIRECTORIES=str(french_catalog),
+    )
+    Babel(
+        app,
+        locale_selector=lambda: request.accept_languages.best_match(["en", "fr"]),
+    )
+    messages = render_all(app)  # an app context and no request, as a worker
+    assert messages["confirm"].subject == "Confirm your email address"
+
+    confirm = app.extensions["confirm"]
+
+    @confirm.mail_locale
+    def locale_of(user: t.Any) -> str | None:
+        return "fr" if user.email.endswith(".org") else None
+
+    messages = render_all(app, "bob@example.org")
+    assert messages["confirm"].subject == "Confirmez votre adresse e-mail"
+    assert messages["password_reset"].subject == "Réinitialisez votre mot de passe"
+    assert "24 heures" in messages["confirm"].text
+    # In a request, inline sending follows the request's locale by default.
+    confirm._mail_locale = None
+    with app.test_request_context(headers={"Accept-Language": "fr"}):
+        messages = render_all(app, "cy@example.org")
+        assert messages["confirm"].subject == "Confirmez votre adresse e-mail"
