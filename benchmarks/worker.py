@@ -9,6 +9,11 @@ with PostgreSQL. emails/s is timed from the first to the last message the
 receiver got, so process start-up is left out on both sides; peak RSS is the
 worker process's peak resident set (``VmHWM``); CPU ms/mail is the worker's
 CPU time, its forked job processes' included, start-up included, per mail.
+
+Flask-Confirm's queue is filled three ways: one job per user (as
+``send_confirmation`` queues them), jobs of ``CONFIRM_BATCH_SIZE`` (as
+``send_many`` and sweeps do), and as ``send_confirmation`` queues them with
+``CONFIRM_COALESCE`` on (a list of ids and one drain job).
 """
 
 from __future__ import annotations
@@ -87,6 +92,24 @@ def queue_confirmations(
         db.session.remove()
     if requested != count:
         raise RuntimeError(f"Requested {requested} confirmations, not {count}.")
+
+
+def queue_coalesced(app: Flask, redis: RedisServer, count: int, tag: str) -> None:
+    """As :func:`queue_confirmations`, but each confirmation is queued the way
+    ``send_confirmation`` queues it with ``CONFIRM_COALESCE`` on: its id
+    joins the list, and the first queues the drain job."""
+    from flask_confirm import queueing
+
+    redis.flush()
+    bench_app.reset_tables(app)
+    bench_app.insert_users(app, count, f"{tag}-", requested=True)
+    db, user_model, confirm = bench_app.parts(app)
+    with app.app_context():
+        state = confirm._get_state()
+        ids = db.session.scalars(sa.select(user_model.id)).all()
+        db.session.remove()
+        for user_id in ids:
+            queueing.coalesce(state, user_id)
 
 
 def batch_size(app: Flask) -> int:
@@ -168,6 +191,8 @@ class Variant:
     ses: bool
     #: Users per Flask-Confirm job; None for ``CONFIRM_BATCH_SIZE``.
     batch: int | None = 1
+    #: Queued as ``send_confirmation`` does with ``CONFIRM_COALESCE`` on.
+    coalesce: bool = False
 
 
 def run(quick: bool, runs: int) -> list[Row]:
@@ -197,9 +222,11 @@ def run(quick: bool, runs: int) -> list[Row]:
         stack.callback(_dispose_tutorial, tut_app)
 
         fc_batch = f"{FC_SMTP}, jobs of {batch_size(app)} (send_many/sweep)"
+        fc_coalesced = f"{FC_SMTP}, CONFIRM_COALESCE"
         variants = [
             Variant(FC_SMTP, tutorial=False, ses=False),
             Variant(fc_batch, tutorial=False, ses=False, batch=None),
+            Variant(fc_coalesced, tutorial=False, ses=False, coalesce=True),
             Variant(TUT_SMTP, tutorial=True, ses=False),
             Variant(FC_SES, tutorial=False, ses=True),
             Variant(TUT_SES, tutorial=True, ses=True),
@@ -218,7 +245,10 @@ def run(quick: bool, runs: int) -> list[Row]:
                     args = [*TUTORIAL_WORKER, "--burst"]
                 else:
                     n = count
-                    queue_confirmations(app, redis, n, tag, variant.batch)
+                    if variant.coalesce:
+                        queue_coalesced(app, redis, n, tag)
+                    else:
+                        queue_confirmations(app, redis, n, tag, variant.batch)
                     config = ses_config if variant.ses else smtp_config
                     args = [*FLASK_APP, "confirm-worker", "--burst"]
                 if variant.ses:
@@ -232,7 +262,14 @@ def run(quick: bool, runs: int) -> list[Row]:
                 results.add(variant.name, "emails/s", stats.rate())
                 results.add(variant.name, "peak RSS MiB", exited.peak_rss_kib / 1024)
                 results.add(variant.name, "worker CPU ms/mail", exited.cpu * 1000 / n)
-    return results.rows({FC_SMTP: TUT_SMTP, fc_batch: TUT_SMTP, FC_SES: TUT_SES})
+    return results.rows(
+        {
+            FC_SMTP: TUT_SMTP,
+            fc_batch: TUT_SMTP,
+            fc_coalesced: TUT_SMTP,
+            FC_SES: TUT_SES,
+        }
+    )
 
 
 def _drain_smtp(

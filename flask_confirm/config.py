@@ -46,6 +46,7 @@ class Keys:
     MAX_CONTENT_LENGTH = "CONFIRM_MAX_CONTENT_LENGTH"
     MAX_SEND_RATE = "CONFIRM_MAX_SEND_RATE"
     BATCH_SIZE = "CONFIRM_BATCH_SIZE"
+    COALESCE = "CONFIRM_COALESCE"
     MESSAGES = "CONFIRM_MESSAGES"
     PASSWORD_RESET = "CONFIRM_PASSWORD_RESET"
     PASSWORD_RESET_MAX_AGE = "CONFIRM_PASSWORD_RESET_MAX_AGE"
@@ -77,6 +78,7 @@ DEFAULTS: dict[str, t.Any] = {
     Keys.MAX_CONTENT_LENGTH: 16 * 1024,
     Keys.MAX_SEND_RATE: None,
     Keys.BATCH_SIZE: 50,
+    Keys.COALESCE: False,
     Keys.MESSAGES: {},
     Keys.PASSWORD_RESET: False,
     Keys.PASSWORD_RESET_MAX_AGE: 3600,
@@ -126,6 +128,7 @@ class Settings:
     max_content_length: int
     send_rate: Window | None
     batch_size: int
+    coalesce: bool
     #: ``{kind: {"subject": ..., "sender": ...}}`` as configured; missing
     #: fields fall back to the defaults of :mod:`.messages`.
     messages: t.Mapping[str, t.Mapping[str, str]]
@@ -201,6 +204,7 @@ def load(app: Flask) -> Settings:
         ),
         send_rate=_send_rate(config[Keys.MAX_SEND_RATE]),
         batch_size=_require_int(config, Keys.BATCH_SIZE, minimum=1),
+        coalesce=bool(config[Keys.COALESCE]),
         messages=_messages(config[Keys.MESSAGES]),
         password_reset=bool(config[Keys.PASSWORD_RESET]),
         password_reset_max_age=_require_positive_int(

@@ -6,6 +6,8 @@ retry policy and description are decided in one place. Internal.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import typing as t
 import uuid
@@ -14,6 +16,7 @@ from flask import current_app
 from redis.exceptions import RedisError
 from rq import Retry
 
+from .tasks import drain_job
 from .tasks import send_batch_job
 from .tasks import send_confirmation_job
 from .tasks import send_reset_job
@@ -44,6 +47,8 @@ def dispatch(state: _State, kind: str, user_id: UserId) -> str | None:
             logger.exception("Inline %s for user %r failed.", words, user_id)
         return f"inline-{uuid.uuid4().hex}"
     try:
+        if kind == "confirm" and state.settings.coalesce:
+            return coalesce(state, user_id)
         if kind == "confirm":
             return enqueue(state, [user_id])[0]
         return state.queue.enqueue_call(
@@ -91,7 +96,8 @@ def enqueue(
                     timeout = settings.job_timeout
                 else:
                     func, args = send_batch_job, (list(chunk),)
-                    description = f"confirmations for {len(chunk)} users"
+                    n = len(chunk)
+                    description = f"confirmations for {n} user{'s' * (n != 1)}"
                     timeout = settings.job_timeout * len(chunk)
                 job = state.queue.enqueue_call(
                     func,
@@ -104,6 +110,85 @@ def enqueue(
                 job_ids.append(job.id)
             pipe.execute()
     return job_ids
+
+
+def _coalesce_keys(state: _State) -> tuple[str, str]:
+    """The list of user ids waiting to be drained, and the key naming the
+    drain job that will take them."""
+    base = f"flask-confirm:coalesce:{state.settings.queue}"
+    return f"{base}:ids", f"{base}:job"
+
+
+def coalesce(state: _State, user_id: UserId) -> str:
+    """Add ``user_id`` to the confirmations waiting for the next drain job
+    (:data:`CONFIRM_COALESCE`), queueing that job if none waits yet: one
+    round trip, two when a job is queued. Returns the drain job's id, which
+    the confirmations arriving meanwhile share."""
+    ids_key, job_key = _coalesce_keys(state)
+    job_id = uuid.uuid4().hex
+    with state.redis.pipeline() as pipe:
+        pipe.rpush(ids_key, json.dumps(user_id))
+        # Expires in case the job is lost (a flushed queue): the next
+        # confirmation then queues another. A drain job finding nothing to do
+        # costs little.
+        pipe.set(job_key, job_id, nx=True, ex=_DRAIN_WAIT)
+        pipe.get(job_key)
+        _, created, current = pipe.execute()
+    if created:
+        try:
+            _queue_drain(state, job_id)
+        except RedisError:
+            # Let the next confirmation queue the job rather than wait for
+            # the marker to expire.
+            with contextlib.suppress(RedisError):
+                state.redis.delete(job_key)
+            raise
+        return job_id
+    return current.decode() if isinstance(current, bytes) else str(current)
+
+
+#: Seconds a queued drain job is trusted to run before a new confirmation
+#: queues another.
+_DRAIN_WAIT = 300
+
+#: The most confirmations one drain job takes from the list.
+_DRAIN_MOST = 1000
+
+
+def _queue_drain(state: _State, job_id: str) -> None:
+    state.queue.enqueue_call(
+        drain_job,
+        job_id=job_id,
+        description="coalesced confirmations",
+        timeout=state.settings.job_timeout,
+        retry=retry_policy(state),
+    )
+
+
+def drain(state: _State) -> int:
+    """Take the waiting confirmations off the list and queue them as batch
+    jobs (which retry as any batch job does). The drain job's marker is
+    dropped first, so a confirmation added from then on queues a new drain
+    job; one added before is in the list this takes. If more than
+    :data:`_DRAIN_MOST` wait, another drain job follows. Returns how many
+    were queued.
+
+    A worker killed between taking the ids and queueing their jobs loses
+    them from Redis only: they are still requested in the database, and the
+    sweeper queues them again."""
+    ids_key, job_key = _coalesce_keys(state)
+    state.redis.delete(job_key)
+    with state.redis.pipeline() as pipe:
+        pipe.lpop(ids_key, _DRAIN_MOST)
+        pipe.llen(ids_key)
+        raw, left = pipe.execute()
+    user_ids = [json.loads(value) for value in raw or ()]
+    enqueue(state, user_ids, batch_size=None)
+    if left:
+        job_id = uuid.uuid4().hex
+        if state.redis.set(job_key, job_id, nx=True, ex=_DRAIN_WAIT):
+            _queue_drain(state, job_id)
+    return len(user_ids)
 
 
 def retry_policy(state: _State) -> Retry | None:

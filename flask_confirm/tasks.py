@@ -187,6 +187,17 @@ def _load_users(state: _State, user_ids: t.Collection[UserId]) -> dict[UserId, t
     return {primary_key(user): user for user in session.scalars(query)}
 
 
+def drain_job() -> int:
+    """Queue the confirmations that :data:`CONFIRM_COALESCE` gathered as
+    batch jobs. Runs in the worker.
+
+    :return: how many confirmations it queued.
+    """
+    from .queueing import drain
+
+    return drain(current_app.extensions["confirm"]._get_state())
+
+
 def send_reset_job(user_id: UserId) -> str | None:
     """Mail a password reset link to the user with ``user_id``. Runs in the
     worker.
