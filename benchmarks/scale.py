@@ -4,6 +4,11 @@ PostgreSQL). emails/s in total (first to last mail at the sink) and per
 process, the workers' CPU time per mail (start-up included), and how busy
 the whole machine's CPUs were meanwhile, each compared with a single worker.
 The machine's core count bounds what more processes can give.
+
+Twice: with one job per user (as ``send_confirmation`` queues them), and with
+jobs of ``CONFIRM_BATCH_SIZE`` users (as bulk sends and sweeps, or
+``CONFIRM_COALESCE``, queue them), the latter with more mail since it drains
+faster.
 """
 
 from __future__ import annotations
@@ -32,12 +37,14 @@ NAME = "scale"
 PROCESSES = (1, 2, 4)
 
 
-def variant(processes: int) -> str:
-    return f"{processes} worker{'s' if processes > 1 else ''}"
+def variant(processes: int, batched: bool = False) -> str:
+    name = f"{processes} worker{'s' if processes > 1 else ''}"
+    return f"{name}, jobs of 50" if batched else name
 
 
 def run(quick: bool, runs: int) -> list[Row]:
     count = 20 if quick else 2000
+    bulk_count = 40 if quick else 8000
     results = Results(NAME)
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
@@ -48,11 +55,19 @@ def run(quick: bool, runs: int) -> list[Row]:
         app = bench_app.create_app(config)
         stack.callback(bench_app.close, app)
 
+        combos = [(p, False) for p in PROCESSES] + [(p, True) for p in PROCESSES]
         for run_index in range(runs):
-            for processes in PROCESSES:
-                name = variant(processes)
+            for processes, batched in combos:
+                name = variant(processes, batched)
+                n = bulk_count if batched else count
                 log(f"{NAME}: run {run_index + 1}/{runs}, {name}")
-                queue_confirmations(app, redis, count, f"r{run_index}p{processes}")
+                queue_confirmations(
+                    app,
+                    redis,
+                    n,
+                    f"r{run_index}p{processes}b{int(batched)}",
+                    None if batched else 1,
+                )
                 sink.reset()
                 children: list[Child] = []
                 exits: list[Exited] = []
@@ -64,18 +79,19 @@ def run(quick: bool, runs: int) -> list[Row]:
                             start_confirm_worker(config, workdir, f"w{i}", "--burst")
                         )
                     for child in children:
-                        exits.append(child.wait(drain_timeout(count)))
+                        exits.append(child.wait(drain_timeout(n)))
                 finally:
                     for child in children:
                         child.stop()
                 busy = meter.busy_percent()
                 stats = sink.stats()
-                check_delivered(stats, bench_app.count_sent(app), count, name)
+                check_delivered(stats, bench_app.count_sent(app), n, name)
                 total = stats.rate()
                 results.add(name, "emails/s total", total)
                 results.add(name, "emails/s per process", total / processes)
-                cpu = sum(e.cpu for e in exits) * 1000 / count
+                cpu = sum(e.cpu for e in exits) * 1000 / n
                 results.add(name, "worker CPU ms/mail", cpu)
                 results.add(name, "machine CPU busy %", busy)
-    baseline = variant(1)
-    return results.rows({variant(p): baseline for p in PROCESSES if p != 1})
+    return results.rows(
+        {variant(p, batched): variant(1, batched) for p, batched in combos if p != 1}
+    )
