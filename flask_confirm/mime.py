@@ -105,6 +105,25 @@ def _address(value: str, role: str) -> _Address:
     return _parse_address(value, role)
 
 
+def ascii_address(value: str, role: str, service: str) -> str:
+    """``value`` in the 7-bit form an API such as SES's wants: the name as
+    encoded words, the domain in IDNA, on one line.
+
+    :param role: ``"sender"`` or ``"recipient"``.
+    :raises PermanentSendError: the recipient's local part is not ASCII,
+        which ``service`` cannot carry.
+    :raises TransientSendError: the same of the sender (a configuration
+        problem, worth retrying once it is fixed).
+    """
+    address = _address(value, role)
+    if address.international:
+        problem = f"{service} does not accept an address that is not ASCII before the @"
+        if role == "sender":
+            raise TransientSendError(f"{problem}: fix {Keys.MAIL_FROM}.")
+        raise PermanentSendError(f"{problem} (the recipient's).")
+    return address.header.replace("\r\n", "")
+
+
 @functools.lru_cache(maxsize=64)
 def _parse_address(value: str, role: str) -> _Address:
     if "\r" in value or "\n" in value:

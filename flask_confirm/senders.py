@@ -16,6 +16,7 @@ import typing as t
 
 from .config import Keys
 from .errors import ConfigError
+from .mime import ascii_address
 from .mime import OutgoingMail
 
 if t.TYPE_CHECKING:
@@ -256,6 +257,9 @@ class SESSender:
     shared config, instance role; ``AWS_ENDPOINT_URL`` is honoured), the region
     from :data:`CONFIRM_SES_REGION` or that chain. The client is made on the
     first message and reused. The returned message id is SES's ``MessageId``.
+    Addresses are passed as SES asks: a non-ASCII name as encoded words, an
+    internationalised domain in IDNA; a local part that is not ASCII, which
+    SES cannot carry, is refused (permanently for a recipient).
     """
 
     def __init__(self, app: Flask) -> None:
@@ -279,8 +283,10 @@ class SESSender:
 
     def send(self, message: EmailMessage) -> str | None:
         response = self.client.send_email(
-            FromEmailAddress=message.sender,
-            Destination={"ToAddresses": [message.to]},
+            FromEmailAddress=ascii_address(message.sender, "sender", "SES"),
+            Destination={
+                "ToAddresses": [ascii_address(message.to, "recipient", "SES")]
+            },
             Content={
                 "Simple": {
                     "Subject": {"Data": message.subject, "Charset": "UTF-8"},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections.abc as cabc
 import copy
+import email.header
 import email.utils
 import io
 import re
@@ -562,3 +563,34 @@ def test_smtp_registration_with_an_idn_address(
     (received,) = smtp_server.messages
     assert received["To"] == "ada@xn--bcher-kva.example"
     assert "/confirm/" in received.get_body(("plain",)).get_content()
+
+
+def test_ses_gets_seven_bit_addresses(
+    make_app: AppFactory, ses_server: SESServer
+) -> None:
+    """A non-ASCII sender name goes as encoded words and an internationalised
+    domain as IDNA, as SES requires; a non-ASCII local part is refused before
+    any call, permanently for a recipient."""
+    app = make_app(**ses_server.config)
+    with app.app_context():
+        sender = SESSender(app)
+        sender.send(
+            message(
+                sender="Bücherei Ünïcode <no-reply@example.test>",
+                to="ada@bücher.example",
+            )
+        )
+        with pytest.raises(PermanentSendError):
+            sender.send(message(to="jürgen@example.org"))
+        with pytest.raises(TransientSendError):
+            sender.send(message(sender="bücher@example.test"))
+        sender.close()
+    (sent,) = ses_server.sent_messages()
+    assert sent.destinations["ToAddresses"] == ["ada@xn--bcher-kva.example"]
+    assert sent.source.isascii()
+    assert sent.source.endswith(" <no-reply@example.test>")
+    decoded = "".join(
+        part.decode(charset or "ascii") if isinstance(part, bytes) else part
+        for part, charset in email.header.decode_header(sent.source.split(" <")[0])
+    )
+    assert decoded == "Bücherei Ünïcode"
