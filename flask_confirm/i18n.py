@@ -70,7 +70,11 @@ def N_(string: str) -> str:
 
 def render(template: str, **context: t.Any) -> str:
     """Render one of Flask-Confirm's templates with the translation functions
-    in its context, so an overriding template can use them too."""
+    in its context, so an overriding template can use them too, and ``lang``,
+    the language it is written in (for ``<html lang>``)."""
+    babel = _babel()
+    locale = babel.get_locale() if babel is not None else None
+    context.setdefault("lang", locale.language if locale is not None else "en")
     return render_template(
         template, _=gettext, gettext=gettext, ngettext=ngettext, **context
     )

@@ -175,11 +175,12 @@ def test_translated_with_flask_babel(
         messages["confirm"].text
     )
     assert "24 heures" in messages["confirm"].text
+    assert '<html lang="fr">' in messages["confirm"].html
     assert messages["password_reset"].subject == "Réinitialisez votre mot de passe"
     # The pages too, and what is flashed.
     client = app.test_client()
     page = client.get("/confirm/not-a-token")
-    assert "<html lang" in page.text
+    assert '<html lang="fr">' in page.text
     user_id = client.post("/register", data={"email": "bob@example.org"}).json["id"]  # type: ignore[index]
     with app.app_context():
         user = app.extensions["test_models"]["db"].session.get(
