@@ -322,14 +322,19 @@ class Confirm:
 
         :return: the job id, or ``None`` if the job could not be queued.
         """
-        state = self._get_state()
+        job_id = self._request_link(user)
         app = current_app._get_current_object()  # type: ignore[attr-defined]
+        signals.confirmation_requested.send(app, user=user, job_id=job_id)
+        return job_id
+
+    def _request_link(self, user: ConfirmableMixin) -> str | None:
+        """Record that a link is owed to ``user`` (for the address in
+        :func:`.models.target_address`), commit, then queue it. Internal."""
+        state = self._get_state()
         user.confirmation_requested_at = utcnow()
         state.db.session.add(user)
         state.db.session.commit()
-        job_id = dispatch(state, "confirm", primary_key(user))
-        signals.confirmation_requested.send(app, user=user, job_id=job_id)
-        return job_id
+        return dispatch(state, "confirm", primary_key(user))
 
     def request_email_change(
         self, user: ConfirmableMixin, new_email: str
@@ -354,7 +359,6 @@ class Confirm:
         :return: the id of the job that mails the link, or ``None`` if it
             could not be queued (the sweeper queues it later).
         """
-        state = self._get_state()
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         new_email = normalize_email(new_email)
         old_email = email_of(user)
@@ -364,11 +368,7 @@ class Confirm:
         if other is not None and other is not user:
             raise EmailInUse("Another user has that address already.")
         user.pending_email = new_email
-        user.confirmation_requested_at = utcnow()
-        state.db.session.add(user)
-        state.db.session.commit()
-        user_id = primary_key(user)
-        job_id = dispatch(state, "confirm", user_id)
+        job_id = self._request_link(user)
         signals.email_change_requested.send(
             app, user=user, new_email=new_email, job_id=job_id
         )

@@ -177,11 +177,11 @@ def drain(state: _State) -> int:
     them from Redis only: they are still requested in the database, and the
     sweeper queues them again."""
     ids_key, job_key = _coalesce_keys(state)
-    state.redis.delete(job_key)
-    with state.redis.pipeline() as pipe:
+    with state.redis.pipeline() as pipe:  # MULTI: in this order, at once
+        pipe.delete(job_key)
         pipe.lpop(ids_key, _DRAIN_MOST)
         pipe.llen(ids_key)
-        raw, left = pipe.execute()
+        _, raw, left = pipe.execute()
     user_ids = [json.loads(value) for value in raw or ()]
     enqueue(state, user_ids, batch_size=None)
     if left:

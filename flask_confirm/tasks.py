@@ -95,8 +95,12 @@ def send_confirmation_job(user_id: UserId) -> str | None:
             raise ConfirmationBusy(
                 f"Another worker is sending the confirmation for user {user_id!r}."
             )
-        state.db.session().expire_on_commit = False  # this job's session only
-        return t.cast("str | None", _send(confirm, state, user_id, in_batch=False))
+        user = _load_users(state, locked).get(user_id)
+        sent = _send(confirm, state, user_id, user, in_batch=False)
+        if sent is None:
+            return None
+        _record_sent(state, [sent])  # under the lock, as in a batch
+        return sent[1]
 
 
 def send_batch_job(user_ids: list[UserId]) -> dict[str, int]:
@@ -129,7 +133,7 @@ def send_batch_job(user_ids: list[UserId]) -> dict[str, int]:
                     continue
                 try:
                     sent = _send(
-                        confirm, state, user_id, in_batch=True, user=users.get(user_id)
+                        confirm, state, user_id, users.get(user_id), in_batch=True
                     )
                 except Exception as e:
                     counts["failed"] += 1
@@ -176,8 +180,8 @@ def _record_sent(state: _State, unrecorded: list[tuple[t.Any, str | None]]) -> N
 def _load_users(state: _State, user_ids: t.Collection[UserId]) -> dict[UserId, t.Any]:
     """Read the rows of ``user_ids`` in one query, by id, and keep them from
     expiring on commit, so that recording each send is one ``UPDATE`` and no
-    reload. They are read under the locks, so they are as fresh as a per-user
-    read."""
+    reload. Called under the users' locks, so the rows are as fresh as a
+    per-user read."""
     session = state.db.session
     session().expire_on_commit = False  # this job's session only
     if not user_ids:
@@ -256,8 +260,7 @@ def _user_locks(state: _State, user_ids: t.Sequence[UserId]) -> t.Iterator[set[U
     The locks expire with the job's own timeout (the per-user timeout times
     the users, plus 5 s): as long as the job may still be running, no other
     may send to its users; once RQ would give up on it, they are free. Not
-    needed (and Redis maybe absent) when jobs run
-    inline."""
+    needed (and Redis maybe absent) when jobs run inline."""
     if not state.settings.is_async:
         yield set(user_ids)
         return
@@ -334,17 +337,16 @@ def _send(
     confirm: Confirm,
     state: _State,
     user_id: UserId,
+    user: t.Any,
     *,
     in_batch: bool,
-    user: t.Any = None,
-) -> t.Any:
-    """Send the confirmation owed to ``user_id``, if any, and record it: the
-    message id (``None`` if nothing was owed); in a batch, whose rows are read
-    beforehand and passed as ``user`` (``None``: gone), ``(user, message_id)``
-    with the record left for :func:`_record_sent`."""
+) -> tuple[t.Any, str | None] | None:
+    """Send the confirmation owed to ``user`` (read by :func:`_load_users`;
+    ``None`` if gone), if any. Returns ``(user, message_id)`` with
+    ``confirmation_sent_at`` set but not committed (:func:`_record_sent` does
+    that), or ``None`` if nothing was owed. A failure is recorded on the user
+    and raised; in a batch it leaves the job's retries to the others."""
     db = state.db
-    if not in_batch:
-        user = db.session.get(state.user_model, user_id)
     if user is None or user.confirmation_state != "requested":
         logger.info("No confirmation owed to user %r; nothing sent.", user_id)
         db.session.commit()  # ends the read; the session keeps the batch's rows
@@ -383,7 +385,4 @@ def _send(
 
     user.confirmation_sent_at = utcnow()
     user.confirmation_error = None
-    if in_batch:
-        return user, message_id  # recorded with others by _record_sent
-    _record_sent(state, [(user, message_id)])
-    return message_id
+    return user, message_id

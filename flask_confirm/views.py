@@ -17,7 +17,6 @@ from flask import redirect
 from flask import request
 from redis.exceptions import RedisError
 
-from . import i18n
 from .addresses import InvalidEmail
 from .addresses import normalize_email
 from .errors import EmailInUse
@@ -26,6 +25,7 @@ from .errors import TokenInvalid
 from .i18n import gettext
 from .i18n import N_
 from .i18n import ngettext
+from .i18n import render
 
 if t.TYPE_CHECKING:
     from flask.typing import ResponseReturnValue
@@ -250,10 +250,6 @@ def wants_json() -> bool:
         return True
     best = request.accept_mimetypes.best_match(["text/html", "application/json"])
     return best == "application/json"
-
-
-def render(template: str, **context: t.Any) -> str:
-    return i18n.render(template, **context)
 
 
 def _refuse(template: str, error: _BadInput, **context: t.Any) -> ResponseReturnValue:
