@@ -44,22 +44,59 @@ def mail_locale(locale: str | None) -> t.Iterator[None]:
         yield
 
 
+class Untranslated(str):
+    """A string left in its source language because the catalogue could not
+    translate it. Internal.
+
+    :func:`ngettext` returns one when the catalogue lacks the plural form
+    its language needs for the count (a catalogue written for another
+    plural rule, such as a two-form French catalogue read by a Babel that
+    gives French three). :func:`gettext` keeps a sentence that embeds one in
+    its source language too, so a reader never gets half a translation
+    ("valable 24 hours").
+    """
+
+    __slots__ = ()
+
+
 def gettext(string: str, **variables: t.Any) -> str:
     """Translate ``string`` with Flask-Babel if the app uses it, then fill in
-    ``variables``."""
+    ``variables``. If a variable is :class:`Untranslated`, the sentence stays
+    in its source language as well."""
     babel = _babel()
-    if babel is not None:
-        return t.cast(str, babel.gettext(string, **variables))
-    return string % variables if variables else string
+    if babel is None:
+        return string % variables if variables else string
+    if any(isinstance(value, Untranslated) for value in variables.values()):
+        return Untranslated(string % variables)
+    return t.cast(str, babel.gettext(string, **variables))
 
 
 def ngettext(singular: str, plural: str, num: int, **variables: t.Any) -> str:
-    """Like :func:`gettext` for a string with a count; ``%(num)d`` is ``num``."""
+    """Like :func:`gettext` for a string with a count; ``%(num)d`` is ``num``.
+
+    A catalogue that has the message but not the plural form its language's
+    rule picks for ``num`` gives the source string, as :class:`Untranslated`,
+    rather than Python's silent fallback, which would be embedded in a
+    translated sentence."""
     babel = _babel()
-    if babel is not None:
+    if babel is not None and not _lacks_plural_form(
+        babel.get_translations(), singular, num
+    ):
         return t.cast(str, babel.ngettext(singular, plural, num, **variables))
-    variables.setdefault("num", num)
-    return (singular if num == 1 else plural) % variables
+    source = (singular if num == 1 else plural) % {"num": num, **variables}
+    return source if babel is None else Untranslated(source)
+
+
+def _lacks_plural_form(translations: t.Any, singular: str, num: int) -> bool:
+    """Whether the catalogue translates ``singular`` but has no entry for the
+    plural form of ``num``. Python's ``GNUTranslations`` keeps plural entries
+    as ``(msgid, index)`` in ``_catalog``; other translation objects (Flask-
+    Babel's null translations outside a request) have nothing to lack."""
+    catalog = getattr(translations, "_catalog", None)
+    rule = getattr(translations, "plural", None)
+    if not isinstance(catalog, dict) or not callable(rule):
+        return False
+    return (singular, 0) in catalog and (singular, rule(num)) not in catalog
 
 
 def N_(string: str) -> str:

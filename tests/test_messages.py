@@ -146,18 +146,33 @@ FRENCH = {
 }
 
 
+def write_catalog(
+    folder: Path, messages: dict[t.Any, t.Any], plural_forms: str | None = None
+) -> Path:
+    """Compile ``messages`` into ``folder/fr/LC_MESSAGES/messages.mo``, as
+    ``pybabel compile`` would. Plural translations get as many forms as the
+    catalogue's rule has (Babel's rule for French, unless ``plural_forms``
+    gives another), the last one repeated: Babel 2.19 gives French three
+    forms where earlier releases gave two."""
+    catalog = Catalog(locale="fr")
+    if plural_forms is not None:
+        catalog.mime_headers = [("Plural-Forms", plural_forms)]
+    for msgid, msgstr in messages.items():
+        if isinstance(msgstr, tuple) and plural_forms is None:
+            extra = catalog.num_plurals - len(msgstr)
+            msgstr = (*msgstr, *[msgstr[-1]] * extra)
+        catalog.add(msgid, msgstr)
+    path = folder / "fr" / "LC_MESSAGES"
+    path.mkdir(parents=True)
+    with (path / "messages.mo").open("wb") as f:
+        write_mo(f, catalog)
+    return folder
+
+
 @pytest.fixture()
 def french_catalog(tmp_path: Path) -> Path:
-    """A real compiled catalogue (``fr/LC_MESSAGES/messages.mo``), as
-    ``pybabel compile`` would write it."""
-    catalog = Catalog(locale="fr")
-    for msgid, msgstr in FRENCH.items():
-        catalog.add(msgid, msgstr)
-    folder = tmp_path / "fr" / "LC_MESSAGES"
-    folder.mkdir(parents=True)
-    with (folder / "messages.mo").open("wb") as f:
-        write_mo(f, catalog)
-    return tmp_path
+    """A real compiled French catalogue."""
+    return write_catalog(tmp_path, FRENCH)
 
 
 def test_translated_with_flask_babel(
@@ -254,3 +269,45 @@ def test_mails_in_the_worker_do_not_ask_the_request_locale(
     with app.test_request_context(headers={"Accept-Language": "fr"}):
         messages = render_all(app, "cy@example.org")
         assert messages["confirm"].subject == "Confirmez votre adresse e-mail"
+
+
+VALID_FOR = (
+    "The link is valid for %(duration)s. If you did not sign up, you can ignore"
+    " this message."
+)
+
+
+@pytest.mark.parametrize(
+    ("max_age", "sentence"),
+    [
+        # 3 hours: the rule picks form 1, which the catalogue has.
+        (3 * 3600, "Le lien est valable 3 heures."),
+        # 24 hours: the rule picks form 2, which it lacks: the whole
+        # sentence stays in English rather than "valable 24 hours".
+        (24 * 3600, "The link is valid for 24 hours. If you did not sign up"),
+    ],
+)
+def test_catalogue_with_too_few_plural_forms_gives_whole_sentences(
+    make_app: AppFactory, tmp_path: Path, max_age: int, sentence: str
+) -> None:
+    """A catalogue whose plural forms do not match its rule (as a two-form
+    catalogue does under a Babel that gives the language three) never
+    yields a half-translated sentence."""
+    folder = write_catalog(
+        tmp_path,
+        {
+            ("%(num)d hour", "%(num)d hours"): ("%(num)d heure", "%(num)d heures"),
+            VALID_FOR: "Le lien est valable %(duration)s.",
+        },
+        plural_forms="nplurals=3; plural=(n == 1 ? 0 : n < 10 ? 1 : 2);",
+    )
+    app = make_app(
+        BABEL_TRANSLATION_DIRECTORIES=str(folder),
+        CONFIRM_TOKEN_MAX_AGE=max_age,
+        CONFIRM_PASSWORD_RESET=True,
+    )
+    Babel(app, locale_selector=lambda: "fr")
+    app.extensions["confirm"].mail_locale(lambda user: "fr")
+    message = render_all(app)["confirm"]
+    assert sentence in message.text
+    assert f"valable {max_age // 3600} hours" not in message.text
