@@ -33,6 +33,10 @@ class Keys:
     EXTERNAL_URL = "CONFIRM_EXTERNAL_URL"
     URL_PREFIX = "CONFIRM_URL_PREFIX"
     REDIRECT_URL = "CONFIRM_REDIRECT_URL"
+    RESET_REDIRECT_URL = "CONFIRM_RESET_REDIRECT_URL"
+    BASE_TEMPLATE = "CONFIRM_BASE_TEMPLATE"
+    CONTENT_SECURITY_POLICY = "CONFIRM_CONTENT_SECURITY_POLICY"
+    SUBDOMAIN = "CONFIRM_SUBDOMAIN"
     ON_GET = "CONFIRM_ON_GET"
     SES_REGION = "CONFIRM_SES_REGION"
     DASHBOARD_URL = "CONFIRM_DASHBOARD_URL"
@@ -65,6 +69,13 @@ DEFAULTS: dict[str, t.Any] = {
     Keys.EXTERNAL_URL: None,
     Keys.URL_PREFIX: "/confirm",
     Keys.REDIRECT_URL: "/",
+    Keys.RESET_REDIRECT_URL: None,
+    Keys.BASE_TEMPLATE: None,
+    Keys.CONTENT_SECURITY_POLICY: (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self';"
+        " frame-ancestors 'none'; base-uri 'none'"
+    ),
+    Keys.SUBDOMAIN: None,
     Keys.ON_GET: False,
     Keys.SES_REGION: None,
     Keys.DASHBOARD_URL: "/rq",
@@ -85,6 +96,16 @@ DEFAULTS: dict[str, t.Any] = {
     Keys.PASSWORD_HASH_ATTRIBUTE: "password_hash",
     Keys.PASSWORD_MIN_LENGTH: 8,
 }
+
+#: The default :data:`CONFIRM_CONTENT_SECURITY_POLICY` when the pages extend
+#: the app's own layout (:data:`CONFIRM_BASE_TEMPLATE`): that layout's
+#: stylesheets, scripts, images and fonts come from the site itself, so
+#: same-origin resources are allowed; inline scripts, plugins, framing and
+#: other sites still are not.
+APP_LAYOUT_CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; style-src 'self' 'unsafe-inline'; object-src 'none';"
+    " form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 
 #: The kinds of message Flask-Confirm sends, each with its own templates
 #: (``flask_confirm/mail/<kind>.txt`` and ``.html``) and, through
@@ -115,6 +136,12 @@ class Settings:
     external_url: str
     url_prefix: str
     redirect_url: str
+    #: Where a password reset lands; ``None``: Flask-Login's login view if
+    #: the app has one, else :attr:`redirect_url`.
+    reset_redirect_url: str | None
+    base_template: str | None
+    content_security_policy: str | None
+    subdomain: str | None
     on_get: bool
     ses_region: str | None
     dashboard_url: str | None
@@ -144,6 +171,10 @@ def load(app: Flask) -> Settings:
     :raises ConfigError: naming the first key that cannot work, and the fix.
     """
     config = app.config
+    if config.get(Keys.BASE_TEMPLATE):
+        config.setdefault(
+            Keys.CONTENT_SECURITY_POLICY, APP_LAYOUT_CONTENT_SECURITY_POLICY
+        )
     for key, value in DEFAULTS.items():
         config.setdefault(key, value)
     config.setdefault(Keys.ASYNC, not app.testing)
@@ -189,6 +220,12 @@ def load(app: Flask) -> Settings:
         external_url=_external_url(config.get(Keys.EXTERNAL_URL)),
         url_prefix=_url_prefix(config[Keys.URL_PREFIX]),
         redirect_url=_require_str(config, Keys.REDIRECT_URL),
+        reset_redirect_url=_optional_str(config, Keys.RESET_REDIRECT_URL),
+        base_template=_optional_str(config, Keys.BASE_TEMPLATE),
+        content_security_policy=_content_security_policy(
+            config[Keys.CONTENT_SECURITY_POLICY]
+        ),
+        subdomain=_subdomain(app, config[Keys.SUBDOMAIN]),
         on_get=bool(config[Keys.ON_GET]),
         ses_region=config[Keys.SES_REGION] or None,
         dashboard_url=_dashboard_url(config[Keys.DASHBOARD_URL]),
@@ -245,6 +282,55 @@ def _require_str(config: t.Mapping[str, t.Any], key: str) -> str:
     value = config[key]
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{key} must be a non-empty string, not {value!r}.")
+    return value
+
+
+def _optional_str(config: t.Mapping[str, t.Any], key: str) -> str | None:
+    value = config[key]
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(
+            f"{key} must be a non-empty string, or None for the default; got {value!r}."
+        )
+    return value
+
+
+def _content_security_policy(value: t.Any) -> str | None:
+    # A header value: a newline would split it, and an empty policy would
+    # read as "no restrictions" while looking configured.
+    if value is None:
+        return None
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or "\n" in value
+        or "\r" in value
+    ):
+        raise ConfigError(
+            f"{Keys.CONTENT_SECURITY_POLICY} must be a policy on one line, such as"
+            " \"default-src 'self'; frame-ancestors 'none'\", or None to leave the"
+            f" header to the app; got {value!r}."
+        )
+    return value.strip()
+
+
+def _subdomain(app: Flask, value: t.Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or "/" in value or ":" in value:
+        raise ConfigError(
+            f"{Keys.SUBDOMAIN} must be a subdomain such as 'accounts' (with"
+            f" SERVER_NAME set), or None; got {value!r}."
+        )
+    # Without both, Flask matches no route on the subdomain: every page
+    # would be a 404 with nothing saying why.
+    if not app.config.get("SERVER_NAME") or not app.subdomain_matching:
+        raise ConfigError(
+            f"{Keys.SUBDOMAIN} = {value!r} needs Flask's subdomain matching:"
+            " create the app with Flask(__name__, subdomain_matching=True) and"
+            " set SERVER_NAME to the site's domain (for example 'example.com')."
+        )
     return value
 
 

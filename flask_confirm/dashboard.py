@@ -41,10 +41,15 @@ def mount_dashboard(app: Flask, confirm: Confirm) -> None:
     blueprint_name = rq_dashboard.blueprint.name
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=settings.dashboard_url)
 
+    _exempt_from_csrf(app, rq_dashboard.blueprint)
+
     @app.before_request
     def guard_dashboard() -> None:
         if request.blueprint != blueprint_name:
             return
+        # A CSRFProtect set up after init_app runs its check after this hook,
+        # and must not reject the dashboard's actions either.
+        _exempt_from_csrf(app, rq_dashboard.blueprint)
         auth = confirm._dashboard_auth
         if auth is None:
             abort(
@@ -63,6 +68,19 @@ def mount_dashboard(app: Flask, confirm: Confirm) -> None:
             # protection of their own; a browser names the page that sent a
             # request in Origin (or at least Referer).
             abort(403, description="Cross-site dashboard actions are refused.")
+
+
+def _exempt_from_csrf(app: Flask, blueprint: t.Any) -> None:
+    """Exempt rq-dashboard from Flask-WTF's ``CSRFProtect``, if the app has it.
+
+    The dashboard's pages post with scripts that know nothing of Flask-WTF's
+    token, so global CSRF protection would refuse every action; the guard
+    below refuses cross-site actions itself, by their ``Origin``.
+    """
+    csrf = app.extensions.get("csrf")
+    exempt = getattr(csrf, "exempt", None)
+    if callable(exempt):
+        exempt(blueprint)
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -15,6 +15,7 @@ from flask import current_app
 from flask import flash
 from flask import redirect
 from flask import request
+from flask import url_for
 from redis.exceptions import RedisError
 
 from .addresses import InvalidEmail
@@ -84,7 +85,23 @@ def create_blueprint(settings: Settings) -> Blueprint:
         __name__,
         template_folder="templates",
         url_prefix=settings.url_prefix,
+        subdomain=settings.subdomain,
     )
+
+    @bp.context_processor
+    def page_context() -> dict[str, t.Any]:
+        # The pages extend flask_confirm/layout.html, which extends the
+        # app's own layout when CONFIRM_BASE_TEMPLATE names one.
+        return {
+            "confirm_base_template": settings.base_template
+            or "flask_confirm/standalone.html",
+            "confirm_home_url": f"{settings.external_url}/",
+            "confirm_csrf_field": current_app.config.get(
+                "WTF_CSRF_FIELD_NAME", "csrf_token"
+            ),
+        }
+
+    _register_csrf_error_handler(bp)
 
     @bp.before_request
     def limit_body() -> None:
@@ -109,14 +126,17 @@ def create_blueprint(settings: Settings) -> Blueprint:
         if code and response.mimetype != "application/json" and wants_json():
             response.set_data(json.dumps({"error": code, "message": response.status}))
             response.mimetype = "application/json"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["Cache-Control"] = "no-store"
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Content-Security-Policy"] = (
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self';"
-            " frame-ancestors 'none'; base-uri 'none'"
-        )
+        # setdefault: a header the app's own after_request hook set (one
+        # registered after init_app runs before this one) is the app's word.
+        headers = response.headers
+        headers.setdefault("Referrer-Policy", "no-referrer")
+        headers.setdefault("Cache-Control", "no-store")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        if settings.content_security_policy is not None:
+            headers.setdefault(
+                "Content-Security-Policy", settings.content_security_policy
+            )
         return response
 
     @bp.route("/<token>", methods=["GET", "POST"])
@@ -162,14 +182,24 @@ def create_blueprint(settings: Settings) -> Blueprint:
             return redirect(
                 safe_next(request.values.get("next")) or settings.redirect_url
             )
+        next_url = safe_next(request.values.get("next"))
+        if not change and user.email_confirmed:
+            # A link used already: say so, rather than offer a button that
+            # would only confirm again.
+            if wants_json():
+                return {"status": "confirmed", "email": address, "change": False}
+            return render(
+                template,
+                state="confirmed",
+                email=address,
+                continue_url=next_url or settings.redirect_url,
+            )
         if wants_json():
-            return {"status": "pending", "email": address, "change": change}
+            return with_csrf_token(
+                {"status": "pending", "email": address, "change": change}
+            )
         return render(
-            template,
-            state="pending",
-            email=address,
-            change=change,
-            next_url=safe_next(request.values.get("next")),
+            template, state="pending", email=address, change=change, next_url=next_url
         )
 
     @bp.route("/resend", methods=["GET", "POST"])
@@ -225,7 +255,7 @@ def create_blueprint(settings: Settings) -> Blueprint:
                 return _token_error(template, e)
             if request.method != "POST":
                 if wants_json():
-                    return {"status": "pending", "email": user.email}
+                    return with_csrf_token({"status": "pending", "email": user.email})
                 return render(template, state="pending", email=user.email)
             try:
                 password = _field("password")
@@ -238,9 +268,79 @@ def create_blueprint(settings: Settings) -> Blueprint:
             if wants_json():
                 return {"status": "password_reset", "message": message}
             flash(message, "success")
-            return redirect(settings.redirect_url)
+            return redirect(reset_destination(settings))
 
     return bp
+
+
+def reset_destination(settings: Settings) -> str:
+    """Where a password reset lands: :data:`CONFIRM_RESET_REDIRECT_URL`, else
+    Flask-Login's login view (the new password is to be used there, and a
+    login-required page would only flash "please log in" beside ours), else
+    :data:`CONFIRM_REDIRECT_URL`."""
+    if settings.reset_redirect_url is not None:
+        return settings.reset_redirect_url
+    login_view = getattr(
+        getattr(current_app, "login_manager", None), "login_view", None
+    )
+    if isinstance(login_view, str) and login_view:
+        return url_for(login_view)
+    return settings.redirect_url
+
+
+def csrf_token() -> str | None:
+    """The current CSRF token when Flask-WTF's ``CSRFProtect`` is on for the
+    app, else ``None``. ``CSRFProtect`` puts ``csrf_token`` among the Jinja
+    globals, which is all the templates need too."""
+    if "csrf" not in current_app.extensions:
+        return None
+    generate = current_app.jinja_env.globals.get("csrf_token")
+    return str(generate()) if callable(generate) else None
+
+
+def with_csrf_token(body: dict[str, t.Any]) -> dict[str, t.Any]:
+    """``body`` with ``csrf_token`` added when CSRF protection is on, so a
+    JSON client can send it back in ``X-CSRFToken``."""
+    token = csrf_token()
+    if token is not None:
+        body["csrf_token"] = token
+    return body
+
+
+CSRF_FAILED_MESSAGE = N_(
+    "This form has expired or did not come from this site. Reload the page"
+    " and try again."
+)
+
+
+def _register_csrf_error_handler(bp: Blueprint) -> None:
+    """Answer Flask-WTF's ``CSRFError`` under the prefix with the JSON code
+    ``csrf_failed`` or a page that says what happened, instead of a bare
+    400. Flask-WTF is optional: without it there is nothing to handle."""
+    try:
+        from flask_wtf.csrf import CSRFError
+    except ImportError:
+        return
+
+    def csrf_failed(error: CSRFError) -> ResponseReturnValue:
+        message = gettext(CSRF_FAILED_MESSAGE)
+        if wants_json():
+            return {
+                "error": "csrf_failed",
+                "message": message,
+                "reason": error.description,
+            }, 400
+        return (
+            render(
+                "flask_confirm/error.html",
+                title=gettext("The form could not be sent"),
+                error=message,
+                retry_url=request.path if request.method == "POST" else None,
+            ),
+            400,
+        )
+
+    bp.register_error_handler(CSRFError, csrf_failed)
 
 
 def wants_json() -> bool:
@@ -323,8 +423,10 @@ def _request_by_address(
     answer for every address."""
     if request.method != "POST":  # GET, and HEAD (which Flask routes here)
         if wants_json():
-            return {"status": "ready", "fields": ["email"]}
-        return render(template)
+            return with_csrf_token({"status": "ready", "fields": ["email"]})
+        return render(
+            template, email=_signed_in_address() if scope == "resend" else None
+        )
     confirm = _confirm()
     wait = _hit(confirm, f"{scope}-ip", client_ip(), settings.resend_ip_limit)
     if wait:
@@ -344,7 +446,9 @@ def _request_by_address(
     try:
         email = normalize_email(_field("email"))
     except InvalidEmail as e:
-        return _refuse(template, _BadInput("invalid_email", str(e)))
+        # The form keeps what was typed, to be corrected rather than retyped.
+        typed = request.form.get("email") if not request.is_json else None
+        return _refuse(template, _BadInput("invalid_email", str(e)), email=typed)
     except _BadInput as e:
         return _refuse(template, e)
     if not _hit(
@@ -355,6 +459,17 @@ def _request_by_address(
     if wants_json():
         return {"status": "accepted", "message": message}
     return render(template, sent=message)
+
+
+def _signed_in_address() -> str | None:
+    """The signed-in user's address, to prefill the resend form; ``None``
+    when nobody is signed in or the app has no way to say who is."""
+    try:
+        user = _confirm().current_user()
+    except RuntimeError:
+        return None
+    address = getattr(user, "email", None) if user is not None else None
+    return address if isinstance(address, str) else None
 
 
 def client_ip() -> str:

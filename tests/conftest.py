@@ -28,11 +28,31 @@ import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from flask import Flask
 from flask.testing import FlaskClient
+from playwright.sync_api import Browser
+from playwright.sync_api import BrowserContext
+from playwright.sync_api import expect
+from playwright.sync_api import sync_playwright
 
 from testapp import CONFIG_ENV
 from testapp import create_app
 
 TESTS_DIR = Path(__file__).parent
+#: Where browser tests write their screenshots (not committed).
+SCREENSHOTS = TESTS_DIR.parent / "screenshots"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+#: Milliseconds Playwright waits for a page, an element or a text.
+TIMEOUT_MS = 15_000
+
 POSTGRES_URL = os.environ.get(
     "FLASK_CONFIRM_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -474,3 +494,43 @@ def run_worker(
         return run_flask("confirm-worker", *args, **kwargs)
 
     return run
+
+
+# -- The browser ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> cabc.Iterator[Browser]:
+    """Debian's headless Chromium, driven through Playwright's sync API."""
+    if not CHROMIUM.exists():
+        raise RuntimeError(
+            f"{CHROMIUM} is missing; install Debian's chromium package"
+            " (apt-get install chromium). `playwright install` is not used."
+        )
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture()
+def new_context(
+    browser: Browser,
+) -> cabc.Iterator[t.Callable[..., BrowserContext]]:
+    """Make a fresh browser context (its own cookies and credentials)."""
+    contexts: list[BrowserContext] = []
+
+    def make(**options: t.Any) -> BrowserContext:
+        context = browser.new_context(
+            viewport={"width": 1000, "height": 750}, **options
+        )
+        context.set_default_timeout(TIMEOUT_MS)
+        contexts.append(context)
+        return context
+
+    yield make
+    for context in contexts:
+        context.close()

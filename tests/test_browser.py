@@ -25,36 +25,20 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser
 from playwright.sync_api import BrowserContext
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 from playwright.sync_api import Locator
 from playwright.sync_api import Page
-from playwright.sync_api import sync_playwright
 
 from conftest import free_port
+from conftest import SCREENSHOTS
 from conftest import wait_for
 
 if t.TYPE_CHECKING:
     from conftest import SMTPServer
 
 ROOT = Path(__file__).resolve().parent.parent
-SCREENSHOTS = ROOT / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-#: Milliseconds Playwright waits for a page, an element or a text.
-TIMEOUT_MS = 15_000
-
 EMAIL = "ada@example.org"
 #: The example's RQ queue (``CONFIRM_QUEUE``'s default).
 QUEUE = "confirm"
@@ -76,46 +60,6 @@ STEPS = (
 EXAMPLE_SETTING = re.compile(
     r"(SECRET_KEY|DATABASE_URL|REDIS_URL|PORT|(CONFIRM|MAIL|DASHBOARD|FLASK|AWS)_.*)"
 )
-
-
-# -- The browser ----------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> cabc.Iterator[Browser]:
-    """Debian's headless Chromium, driven through Playwright's sync API."""
-    if not CHROMIUM.exists():
-        raise RuntimeError(
-            f"{CHROMIUM} is missing; install Debian's chromium package"
-            " (apt-get install chromium). `playwright install` is not used."
-        )
-    expect.set_options(timeout=TIMEOUT_MS)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture()
-def new_context(
-    browser: Browser,
-) -> cabc.Iterator[t.Callable[..., BrowserContext]]:
-    """Make a fresh browser context (its own cookies and credentials)."""
-    contexts: list[BrowserContext] = []
-
-    def make(**options: t.Any) -> BrowserContext:
-        context = browser.new_context(
-            viewport={"width": 1000, "height": 750}, **options
-        )
-        context.set_default_timeout(TIMEOUT_MS)
-        contexts.append(context)
-        return context
-
-    yield make
-    for context in contexts:
-        context.close()
 
 
 def shoot(page: Page, step: str) -> None:

@@ -449,3 +449,36 @@ def test_requeue_all_by_get_needs_same_origin(async_app: Flask) -> None:
     assert client.get("/rq/requeue/confirm").status_code == 403
     allowed = client.get("/rq/requeue/confirm", headers={"Origin": "http://localhost"})
     assert allowed.status_code == 200
+
+
+@pytest.mark.parametrize("order", ["csrf-first", "confirm-first"])
+def test_actions_work_under_global_csrf_protection(
+    redis_url: str, own_apps: list[tuple[Flask, SQLAlchemy]], order: str
+) -> None:
+    """rq-dashboard's scripts post without Flask-WTF's token: with
+    CSRFProtect on for the whole app, set up before or after Flask-Confirm,
+    its actions still work, and the same-origin check still refuses
+    cross-site ones."""
+    from flask_wtf.csrf import CSRFProtect
+
+    app, db, member = build_app(redis_url, own_apps, CONFIRM_ASYNC=True)
+    if order == "csrf-first":
+        CSRFProtect(app)
+    confirm = Confirm(app, db=db, user_model=member, dashboard_auth=lambda: True)
+    if order == "confirm-first":
+        CSRFProtect(app)
+    with app.app_context():
+        db.session.add(user := member(email=EMAIL))
+        db.session.commit()
+        job_id = confirm.send_confirmation(user)
+    client = app.test_client()
+    refused = client.post(
+        f"/rq/job/{job_id}/delete", headers={"Origin": "https://evil.test"}
+    )
+    assert refused.status_code == 403
+    assert queues_json(client)["confirm"]["count"] == 1
+    deleted = client.post(
+        f"/rq/job/{job_id}/delete", headers={"Origin": "http://localhost"}
+    )
+    assert deleted.status_code == 200, deleted.get_data(as_text=True)
+    assert queues_json(client)["confirm"]["count"] == 0

@@ -37,7 +37,8 @@ BASE_CONFIG: dict[str, t.Any] = {
 def create_app(**config: t.Any) -> Flask:
     """Build a small app using Flask-Confirm: ``POST /register`` with ``email``
     creates a user and asks for a confirmation, as an adopting app would."""
-    app = Flask(__name__)
+    # Pages on a subdomain (CONFIRM_SUBDOMAIN) need subdomain matching on.
+    app = Flask(__name__, subdomain_matching="CONFIRM_SUBDOMAIN" in config)
     app.config.update(BASE_CONFIG)
     app.config.update(json.loads(os.environ.get(CONFIG_ENV, "{}")))
     app.config.update(config)
