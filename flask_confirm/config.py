@@ -9,6 +9,7 @@ message that names it instead of on the first registration.
 from __future__ import annotations
 
 import dataclasses
+import os
 import typing as t
 from urllib.parse import urlsplit
 
@@ -39,6 +40,9 @@ class Keys:
     SUBDOMAIN = "CONFIRM_SUBDOMAIN"
     ON_GET = "CONFIRM_ON_GET"
     SES_REGION = "CONFIRM_SES_REGION"
+    SMTP_CA_FILE = "CONFIRM_SMTP_CA_FILE"
+    SMTP_VERIFY_TLS = "CONFIRM_SMTP_VERIFY_TLS"
+    SMTP_TIMEOUT = "CONFIRM_SMTP_TIMEOUT"
     DASHBOARD_URL = "CONFIRM_DASHBOARD_URL"
     JOB_TIMEOUT = "CONFIRM_JOB_TIMEOUT"
     SWEEP_AFTER = "CONFIRM_SWEEP_AFTER"
@@ -78,6 +82,9 @@ DEFAULTS: dict[str, t.Any] = {
     Keys.SUBDOMAIN: None,
     Keys.ON_GET: False,
     Keys.SES_REGION: None,
+    Keys.SMTP_CA_FILE: None,
+    Keys.SMTP_VERIFY_TLS: True,
+    Keys.SMTP_TIMEOUT: 30,
     Keys.DASHBOARD_URL: "/rq",
     Keys.JOB_TIMEOUT: 60,
     Keys.SWEEP_AFTER: 300,
@@ -144,6 +151,11 @@ class Settings:
     subdomain: str | None
     on_get: bool
     ses_region: str | None
+    #: A PEM file of the CA certificates to trust for the SMTP server's TLS
+    #: certificate; ``None``: the system's.
+    smtp_ca_file: str | None
+    smtp_verify_tls: bool
+    smtp_timeout: int
     dashboard_url: str | None
     job_timeout: int
     sweep_after: int
@@ -228,6 +240,9 @@ def load(app: Flask) -> Settings:
         subdomain=_subdomain(app, config[Keys.SUBDOMAIN]),
         on_get=bool(config[Keys.ON_GET]),
         ses_region=config[Keys.SES_REGION] or None,
+        smtp_ca_file=_ca_file(config[Keys.SMTP_CA_FILE]),
+        smtp_verify_tls=_require_bool(config, Keys.SMTP_VERIFY_TLS),
+        smtp_timeout=_require_positive_int(config, Keys.SMTP_TIMEOUT),
         dashboard_url=_dashboard_url(config[Keys.DASHBOARD_URL]),
         job_timeout=_require_positive_int(config, Keys.JOB_TIMEOUT),
         sweep_after=_require_int(config, Keys.SWEEP_AFTER, minimum=0),
@@ -283,6 +298,25 @@ def _require_str(config: t.Mapping[str, t.Any], key: str) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{key} must be a non-empty string, not {value!r}.")
     return value
+
+
+def _require_bool(config: t.Mapping[str, t.Any], key: str) -> bool:
+    value = config[key]
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key} must be True or False, not {value!r}.")
+    return value
+
+
+def _ca_file(value: t.Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)) or not os.path.isfile(value):
+        raise ConfigError(
+            f"{Keys.SMTP_CA_FILE} = {value!r} is not a file: name the PEM file of"
+            " the CA certificates that signed the SMTP server's certificate, or"
+            " None to trust the system's."
+        )
+    return os.fspath(value)
 
 
 def _optional_str(config: t.Mapping[str, t.Any], key: str) -> str | None:

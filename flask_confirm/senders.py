@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import logging
 import sys
 import threading
 import typing as t
@@ -19,8 +20,11 @@ from .errors import ConfigError
 from .mime import ascii_address
 from .mime import OutgoingMail
 
+logger = logging.getLogger("flask_confirm")
+
 if t.TYPE_CHECKING:
     import smtplib
+    import ssl
 
     from flask import Flask
 
@@ -120,12 +124,16 @@ class SMTPSender:
     """Sends through SMTP, configured by Flask-Mail's ``MAIL_*`` keys.
 
     Flask-Mail is set up on the app if the app has not done so itself, and
-    opens the connection: ``MAIL_SERVER``, ``MAIL_PORT``, ``MAIL_USE_SSL``,
-    ``MAIL_USE_TLS``, ``MAIL_USERNAME``/``MAIL_PASSWORD`` and ``MAIL_DEBUG``
-    apply as in Flask-Mail. One SMTP connection is opened on the first message
-    and reused for the next ones (``MAIL_MAX_EMAILS``, if set, is the most sent
-    over one connection); if the server has dropped it in between, it is
-    reopened once and the message sent again. Flask-Mail's
+    its settings apply: ``MAIL_SERVER``, ``MAIL_PORT``, ``MAIL_USE_SSL``,
+    ``MAIL_USE_TLS``, ``MAIL_USERNAME``/``MAIL_PASSWORD``. The connection is
+    Flask-Confirm's own, though: TLS (``MAIL_USE_TLS`` or ``MAIL_USE_SSL``)
+    verifies the server's certificate and name (:data:`CONFIRM_SMTP_CA_FILE`,
+    :data:`CONFIRM_SMTP_VERIFY_TLS`), every socket operation has a timeout
+    (:data:`CONFIRM_SMTP_TIMEOUT`), and ``MAIL_DEBUG`` is ignored, since the
+    session it prints holds the links. One SMTP connection is opened on the
+    first message and reused for the next ones (``MAIL_MAX_EMAILS``, if set,
+    is the most sent over one connection); if the server has dropped it in
+    between, it is reopened once and the message sent again. Flask-Mail's
     ``MAIL_SUPPRESS_SEND`` (true under ``app.testing``) is honoured, and its
     ``email_dispatched`` signal is sent when something listens to it.
 
@@ -153,19 +161,50 @@ class SMTPSender:
         self._flask_mail = flask_mail
         if "mail" not in app.extensions:
             flask_mail.Mail(app)
-        self._connection: t.Any = None
+        self._tls = _tls_context(app)
+        self._timeout: int = app.config[Keys.SMTP_TIMEOUT]
+        self._connection: _Connection | None = None
         #: Messages sent over the current connection, for ``MAIL_MAX_EMAILS``.
         self._sent = 0
         # One connection is shared by whoever sends from this process: a
         # threaded web server sending inline must not interleave two sessions.
         self._lock = threading.RLock()
 
-    def _open(self) -> t.Any:
+    def _open(self) -> _Connection:
+        """Connect as Flask-Mail's settings say, with a verified TLS context
+        and never a session transcript.
+
+        Flask-Mail's own connection is not used: it calls ``starttls()``
+        without a context (on Python before 3.12 the server's certificate is
+        then not checked, so a man in the middle would read the password),
+        waits forever on a silent server, and with ``MAIL_DEBUG`` (on with
+        ``app.debug``) prints the whole session, links and AUTH included, to
+        standard error.
+        """
+        import smtplib
+
         from flask import current_app
 
-        connection = self._flask_mail.Connection(current_app.extensions["mail"])
-        connection.__enter__()
-        return connection
+        mail = current_app.extensions["mail"]
+        if mail.suppress:
+            return _Connection(None, mail.max_emails)
+        host: smtplib.SMTP
+        if mail.use_ssl:
+            host = smtplib.SMTP_SSL(
+                mail.server, mail.port, timeout=self._timeout, context=self._tls
+            )
+        else:
+            host = smtplib.SMTP(mail.server, mail.port, timeout=self._timeout)
+        try:
+            host.set_debuglevel(0)
+            if mail.use_tls:
+                host.starttls(context=self._tls)
+            if mail.username and mail.password:
+                host.login(mail.username, mail.password)
+        except BaseException:
+            host.close()
+            raise
+        return _Connection(host, mail.max_emails)
 
     def send(self, message: EmailMessage) -> str | None:
         mail = OutgoingMail.prepare(message, message.sender or _default_sender())
@@ -202,12 +241,12 @@ class SMTPSender:
         if self._connection is None:
             self._connection = self._open()
             self._sent = 0
-        host: smtplib.SMTP | None = self._connection.host
+        host = self._connection.host
         if host is not None:  # None: MAIL_SUPPRESS_SEND
             data, options = mail.render(host)
             host.sendmail(mail.sender.envelope, [mail.to.envelope], data, options)
         self._sent += 1
-        if self._sent == self._connection.mail.max_emails:
+        if self._sent == self._connection.max_emails:
             self.close()
 
     def _dispatched(self, message: EmailMessage, mail: OutgoingMail) -> None:
@@ -231,12 +270,41 @@ class SMTPSender:
     def close(self) -> None:
         with self._lock:
             connection, self._connection = self._connection, None
-        host: smtplib.SMTP | None = getattr(connection, "host", None)
+        host = connection.host if connection is not None else None
         if host is not None:
             try:
                 host.quit()
             except Exception:
                 host.close()
+
+
+@dataclasses.dataclass
+class _Connection:
+    """An open SMTP session and how many mails it may carry. Internal."""
+
+    #: ``None`` when Flask-Mail's ``MAIL_SUPPRESS_SEND`` is on.
+    host: smtplib.SMTP | None
+    max_emails: int | None
+
+
+def _tls_context(app: Flask) -> ssl.SSLContext:
+    """The TLS context for ``MAIL_USE_TLS`` and ``MAIL_USE_SSL``: the
+    server's certificate is verified against :data:`CONFIRM_SMTP_CA_FILE`
+    or the system's CAs, and its host name checked, unless
+    :data:`CONFIRM_SMTP_VERIFY_TLS` is false."""
+    import ssl
+
+    if app.config[Keys.SMTP_VERIFY_TLS]:
+        return ssl.create_default_context(cafile=app.config[Keys.SMTP_CA_FILE])
+    logger.warning(
+        "%s is False: the SMTP server's TLS certificate is not verified, so"
+        " anyone on the network path can read the mails and the password.",
+        Keys.SMTP_VERIFY_TLS,
+    )
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def _default_sender() -> str:

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import collections.abc as cabc
 import copy
+import dataclasses
 import email.header
 import email.utils
 import io
 import re
 import smtplib
+import socket
+import ssl
+import threading
 import time
 import typing as t
+from pathlib import Path
 
 import pytest
+import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from botocore.exceptions import ClientError
@@ -23,6 +29,7 @@ from conftest import free_port
 from conftest import SESServer
 from conftest import SMTPServer
 from conftest import SMTPSink
+from flask_confirm import ConfigError
 from flask_confirm import EmailMessage
 from flask_confirm import PermanentSendError
 from flask_confirm import Sender
@@ -594,3 +601,156 @@ def test_ses_gets_seven_bit_addresses(
         for part, charset in email.header.decode_header(sent.source.split(" <")[0])
     )
     assert decoded == "Bücherei Ünïcode"
+
+
+# -- SMTP over TLS -------------------------------------------------------------
+#
+# A local CA (trustme) signs the servers' certificate: the real counterpart,
+# a mail provider's certificate from a public CA, cannot be had here.
+
+
+@dataclasses.dataclass
+class LocalCA:
+    ca_file: str
+    server_context: ssl.SSLContext
+
+
+@pytest.fixture(scope="module")
+def local_ca(tmp_path_factory: pytest.TempPathFactory) -> LocalCA:
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_context)
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return LocalCA(str(path), server_context)
+
+
+@pytest.fixture(params=["starttls", "ssl"])
+def tls_smtp(
+    request: pytest.FixtureRequest,
+    local_ca: LocalCA,
+    envelope_smtp: t.Callable[..., Controller],
+) -> tuple[Controller, dict[str, t.Any]]:
+    """A TLS SMTP server with a certificate the system does not trust, by
+    STARTTLS (``MAIL_USE_TLS``) or implicit TLS (``MAIL_USE_SSL``), and the
+    Flask-Mail keys that reach it."""
+    if request.param == "starttls":
+        controller = envelope_smtp(
+            tls_context=local_ca.server_context, require_starttls=True
+        )
+        return controller, smtp_config(controller, MAIL_USE_TLS=True)
+    controller = envelope_smtp(ssl_context=local_ca.server_context)
+    return controller, smtp_config(controller, MAIL_USE_SSL=True)
+
+
+def test_smtp_tls_refuses_an_unverified_certificate(
+    make_app: AppFactory, tls_smtp: tuple[Controller, dict[str, t.Any]]
+) -> None:
+    controller, config = tls_smtp
+    app = make_app(**config)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        send_all(app, message())
+    assert controller.handler.messages == []
+
+
+def test_smtp_tls_trusts_the_configured_ca(
+    make_app: AppFactory,
+    tls_smtp: tuple[Controller, dict[str, t.Any]],
+    local_ca: LocalCA,
+) -> None:
+    controller, config = tls_smtp
+    app = make_app(**config, CONFIRM_SMTP_CA_FILE=local_ca.ca_file)
+    send_all(app, message())
+    assert len(controller.handler.messages) == 1
+
+
+def test_smtp_tls_checks_the_host_name(
+    make_app: AppFactory, tmp_path: Path, envelope_smtp: t.Callable[..., Controller]
+) -> None:
+    # A trusted certificate, but for another host than MAIL_SERVER.
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("mail.example.test").configure_cert(server_context)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    controller = envelope_smtp(ssl_context=server_context)
+    app = make_app(
+        **smtp_config(controller, MAIL_USE_SSL=True),
+        CONFIRM_SMTP_CA_FILE=str(tmp_path / "ca.pem"),
+    )
+    with pytest.raises(ssl.SSLCertVerificationError, match="IP address mismatch"):
+        send_all(app, message())
+    assert controller.handler.messages == []
+
+
+def test_smtp_tls_verification_can_be_turned_off(
+    make_app: AppFactory,
+    tls_smtp: tuple[Controller, dict[str, t.Any]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    controller, config = tls_smtp
+    app = make_app(**config, CONFIRM_SMTP_VERIFY_TLS=False)
+    assert "not verified" in caplog.text
+    send_all(app, message())
+    assert len(controller.handler.messages) == 1
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("CONFIRM_SMTP_CA_FILE", "/nonexistent/ca.pem"),
+        ("CONFIRM_SMTP_CA_FILE", 42),
+        ("CONFIRM_SMTP_VERIFY_TLS", "no"),
+        ("CONFIRM_SMTP_TIMEOUT", 0),
+    ],
+)
+def test_smtp_tls_settings_are_checked(
+    make_app: AppFactory, key: str, value: t.Any
+) -> None:
+    with pytest.raises(ConfigError, match=key):
+        make_app(**{key: value})
+
+
+def test_smtp_never_prints_the_session(
+    make_app: AppFactory,
+    smtp_server: SMTPServer,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """``MAIL_DEBUG`` (on with ``app.debug``) made Flask-Mail print the SMTP
+    session, the link in the mail included, to standard error."""
+    app = make_app(**smtp_server.config, MAIL_DEBUG=True, DEBUG=True)
+    send_all(app, message())
+    assert len(smtp_server.messages) == 1
+    out, err = capfd.readouterr()
+    assert "/confirm/abc" not in out + err
+    assert "send:" not in err and "reply:" not in err
+
+
+def test_smtp_times_out_on_a_silent_server(make_app: AppFactory) -> None:
+    """A server that accepts the connection and says nothing costs the
+    worker CONFIRM_SMTP_TIMEOUT seconds, not the job's whole time. (Sent
+    from a thread, so that a sender without a timeout fails this test
+    instead of hanging it.)"""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        app = make_app(
+            CONFIRM_SENDER="smtp",
+            MAIL_SERVER="127.0.0.1",
+            MAIL_PORT=silent.getsockname()[1],
+            MAIL_SUPPRESS_SEND=False,
+            CONFIRM_SMTP_TIMEOUT=1,
+        )
+        raised: list[BaseException] = []
+
+        def send() -> None:
+            try:
+                send_all(app, message())
+            except BaseException as e:
+                raised.append(e)
+
+        thread = threading.Thread(target=send, daemon=True)
+        thread.start()
+        thread.join(15)
+        assert not thread.is_alive(), "the sender waited on a silent server"
+    (error,) = raised
+    assert isinstance(error, (TimeoutError, smtplib.SMTPServerDisconnected)), error
