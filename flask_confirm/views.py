@@ -378,7 +378,12 @@ def _field(name: str, default: str = "") -> str:
     :raises _BadInput: the JSON body is not an object of strings.
     """
     if request.is_json:
-        body = request.get_json(silent=True)
+        try:
+            body = request.get_json(silent=True)
+        except RecursionError:
+            # Nesting deeper than the parser's recursion limit ("[" * 9000
+            # fits in the body limit): as malformed as any other bad JSON.
+            body = None
         if not isinstance(body, dict):
             raise _BadInput(
                 "invalid_json", gettext("The request body must be a JSON object.")

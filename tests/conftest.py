@@ -7,6 +7,7 @@ the test errors loudly rather than being skipped.
 from __future__ import annotations
 
 import collections.abc as cabc
+import contextlib
 import dataclasses
 import email
 import email.message
@@ -17,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import typing as t
 import uuid
@@ -32,6 +34,7 @@ from playwright.sync_api import Browser
 from playwright.sync_api import BrowserContext
 from playwright.sync_api import expect
 from playwright.sync_api import sync_playwright
+from werkzeug.serving import make_server
 
 from testapp import CONFIG_ENV
 from testapp import create_app
@@ -413,6 +416,20 @@ def app(make_app: AppFactory) -> Flask:
 @pytest.fixture()
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@contextlib.contextmanager
+def serving(app: Flask) -> cabc.Iterator[str]:
+    """Serve ``app`` over real HTTP on a free local port, in a thread of
+    this process; yield its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(10)
 
 
 # -- Workers ------------------------------------------------------------------

@@ -5,12 +5,9 @@ with the fields it rendered."""
 
 from __future__ import annotations
 
-import collections.abc as cabc
-import contextlib
 import dataclasses
 import html.parser
 import re
-import threading
 import typing as t
 from pathlib import Path
 
@@ -20,9 +17,9 @@ from flask_login import login_user
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 from playwright.sync_api import expect
-from werkzeug.serving import make_server
 
 from conftest import SCREENSHOTS
+from conftest import serving
 from flask_confirm import ConfigError
 from flask_confirm.config import APP_LAYOUT_CONTENT_SECURITY_POLICY
 from flask_confirm.config import DEFAULTS
@@ -538,19 +535,6 @@ def test_subdomain_without_server_name_is_a_config_error(make_app: AppFactory) -
 
 
 # -- in a real browser --------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def serving(app: Flask) -> cabc.Iterator[str]:
-    """Serve ``app`` on a free local port in a thread; yield its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(10)
 
 
 @pytest.mark.parametrize(

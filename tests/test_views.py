@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import re
 import typing as t
+import urllib.error
+import urllib.request
 
 import pytest
 from flask import get_flashed_messages
@@ -14,6 +17,7 @@ from freezegun import freeze_time
 from itsdangerous import URLSafeTimedSerializer
 from werkzeug.urls import iri_to_uri
 
+from conftest import serving
 from flask_confirm import signals
 from flask_confirm.tokens import address_digest
 from flask_confirm.tokens import SALT
@@ -1624,3 +1628,29 @@ def test_password_reset_is_rate_limited(make_app: AppFactory, redis_url: str) ->
         client.post("/confirm/resend", data={"email": "a@example.org"}).status_code
         == 200
     )
+
+
+@pytest.mark.parametrize("path", ["/confirm/resend", "/confirm/reset"])
+@pytest.mark.parametrize(
+    "body",
+    ["[" * 9000, '{"email": ' + "[" * 5000 + "]" * 5000 + "}", '{"a":' * 3000],
+    ids=["brackets", "nested-email", "objects"],
+)
+def test_deeply_nested_json_is_invalid_json_not_500(
+    make_app: AppFactory, path: str, body: str
+) -> None:
+    """Nesting past the parser's recursion limit, sent over HTTP, is bad
+    JSON like any other (it raised RecursionError: a 500)."""
+    app = make_app(CONFIRM_PASSWORD_RESET=True)
+    with serving(app) as base:
+        request = urllib.request.Request(
+            base + path,
+            data=body.encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(request, timeout=10)
+        answer = json.loads(info.value.read())
+    assert info.value.code == 400
+    assert answer["error"] == "invalid_json"
