@@ -1,24 +1,33 @@
 """Checking and normalising the email addresses visitors type.
 
 Only what arrives over the network passes through here (the resend and
-password reset forms, and :meth:`.Confirm.request_email_change`); addresses an
-app stores are its own business. The checks are those of
-RFC 5321 that matter for delivery and safety: lengths, no line breaks (header
-injection), a domain that can exist (internationalised ones included, checked
-in their IDNA form).
+password reset forms, :meth:`.Confirm.request_email_change`, ``flask confirm
+send``); addresses an app stores are its own business. The syntax is checked
+by the well-kept ``email-validator`` package (what WTForms and pydantic use)
+rather than by rules of our own: an address it accepts is one a mail can
+carry. Only dot-atom local parts are accepted (no quoted ones, comments,
+display names, brackets or commas, which mail libraries read as *other*
+addresses), and special-use domains (``.test``, ``.invalid``, ...) are
+refused, since no mail reaches them.
 """
 
 from __future__ import annotations
 
-import re
 import unicodedata
 
+import email_validator
+
 from .errors import ConfirmError
+from .i18n import N_
 
 #: RFC 5321: a path is at most 256 octets including the angle brackets.
 MAX_LENGTH = 254
 MAX_LOCAL_LENGTH = 64
-_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+NOT_AN_ADDRESS = N_("That does not look like an email address.")
+TOO_LONG = N_("That email address is too long.")
+BAD_DOMAIN = N_("The domain of that address is not valid.")
+EMPTY = N_("Please enter your email address.")
 
 
 class InvalidEmail(ConfirmError, ValueError):
@@ -27,48 +36,49 @@ class InvalidEmail(ConfirmError, ValueError):
 
 
 def normalize_email(raw: str) -> str:
-    """Return ``raw`` checked and in the form used to compare addresses:
-    surrounding whitespace removed and the domain lower-cased (the local part
-    is case-sensitive in principle, so it is kept as typed; lookups compare it
-    case-insensitively).
+    """Return ``raw`` checked and in the one form used to store and compare
+    addresses: surrounding whitespace removed, Unicode normalised (NFC), the
+    domain lower-cased and in its Unicode form, so that ``xn--bcher-kva.de``
+    and ``bücher.de`` are one domain. The local part is kept as typed (it is
+    case-sensitive in principle; lookups compare it case-insensitively).
 
     :raises InvalidEmail: with a message for the visitor.
     """
     if any(c in raw for c in "\r\n\0"):
         # Before stripping: line breaks are never part of an address, and a
         # header-injection attempt deserves a refusal, not a quiet trim.
-        raise InvalidEmail("That does not look like an email address.")
+        raise InvalidEmail(NOT_AN_ADDRESS)
     email = raw.strip()
     if not email:
-        raise InvalidEmail("Please enter your email address.")
+        raise InvalidEmail(EMPTY)
     if len(email) > MAX_LENGTH:
-        raise InvalidEmail("That email address is too long.")
+        raise InvalidEmail(TOO_LONG)
     if any(c.isspace() or unicodedata.category(c).startswith("C") for c in email):
-        # Controls (C0, DEL, C1), format characters, surrogates, unassigned.
-        raise InvalidEmail("That does not look like an email address.")
-    local, at, domain = email.rpartition("@")
-    if not at or not local or not domain or "@" in local:
-        raise InvalidEmail("That does not look like an email address.")
+        # Controls (C0, DEL, C1), format characters (zero-width, soft hyphen),
+        # surrogates, unassigned: invisible, and never in a real address.
+        raise InvalidEmail(NOT_AN_ADDRESS)
+    local, _, _ = email.rpartition("@")
     if len(local.encode("utf-8")) > MAX_LOCAL_LENGTH:
-        raise InvalidEmail("That email address is too long.")
-    domain = domain.lower()
-    ascii_domain = _idna(domain)
-    if len(local.encode("utf-8")) + 1 + len(ascii_domain) > MAX_LENGTH:
-        raise InvalidEmail("That email address is too long.")
-    return f"{local}@{domain}"
-
-
-def _idna(domain: str) -> str:
+        # RFC 5321's limit in octets, which email-validator leaves to strict
+        # mode; servers refuse longer ones.
+        raise InvalidEmail(TOO_LONG)
     try:
-        ascii_domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        raise InvalidEmail("The domain of that address is not valid.") from None
-    labels = ascii_domain.split(".")
-    if (
-        len(labels) < 2
-        or len(ascii_domain) > 253
-        or not all(_LABEL.match(label) for label in labels)
-        or labels[-1].isdigit()
-    ):
-        raise InvalidEmail("The domain of that address is not valid.")
-    return ascii_domain
+        valid = email_validator.validate_email(email, check_deliverability=False)
+    except email_validator.EmailNotValidError:
+        raise InvalidEmail(_message(email)) from None
+    return str(valid.normalized)
+
+
+def _message(email: str) -> str:
+    """One of our few messages for ``email-validator``'s many: a bad domain
+    (told by checking the domain alone), too long (in UTF-8 octets, as
+    RFC 6531 counts and ``email-validator`` checks), or not an address."""
+    local, at, domain = email.rpartition("@")
+    if at and local and domain:
+        probe = f"a@{domain}"
+        try:
+            email_validator.validate_email(probe, check_deliverability=False)
+        except email_validator.EmailNotValidError:
+            if len(probe.encode()) <= MAX_LENGTH:
+                return BAD_DOMAIN
+    return TOO_LONG if len(email.encode()) > MAX_LENGTH else NOT_AN_ADDRESS
