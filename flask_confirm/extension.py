@@ -13,7 +13,6 @@ from flask import current_app
 from redis import Redis
 from rq import Queue
 from sqlalchemy import func
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
@@ -30,9 +29,11 @@ from .errors import EmailInUse
 from .errors import TokenInvalid
 from .limits import RateLimiter
 from .messages import compose
+from .models import email_column
 from .models import email_of
 from .models import primary_key
 from .models import target_address
+from .models import user_key
 from .models import utcnow
 from .queueing import dispatch
 from .senders import make_sender
@@ -48,9 +49,10 @@ if t.TYPE_CHECKING:
     from rq.job import Job
 
     from .models import ConfirmableMixin
+    from .models import UserId
+    from .models import UserKey
     from .senders import EmailMessage
     from .senders import Sender
-    from .tokens import UserId
 
 logger = logging.getLogger("flask_confirm")
 
@@ -70,6 +72,8 @@ class _State:
     settings: Settings
     db: SQLAlchemy
     user_model: type[t.Any]
+    #: The user model's primary key, and how ids become its values again.
+    key: UserKey
     serializer: TokenSerializer
     reset_serializer: TokenSerializer
     password_setter: PasswordSetter | None
@@ -162,6 +166,8 @@ class Confirm:
             )
         _check_user_model(user_model)
         settings = load(app)  # checks SECRET_KEY too
+        key = user_key(user_model)
+        email_column(user_model, settings.email_attribute)
         password_setter = password_setter or self._password_setter
         if settings.password_reset:
             _check_password_reset(settings, user_model, password_setter)
@@ -182,6 +188,7 @@ class Confirm:
             settings=settings,
             db=db,
             user_model=user_model,
+            key=key,
             serializer=TokenSerializer(secret_keys, settings.token_max_age),
             reset_serializer=TokenSerializer(
                 secret_keys, settings.password_reset_max_age, salt=RESET_SALT
@@ -361,7 +368,7 @@ class Confirm:
         """
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         new_email = normalize_email(new_email)
-        old_email = email_of(user)
+        old_email = email_of(user, self._get_state().settings.email_attribute)
         if new_email.lower() == old_email.strip().lower():
             raise ValueError("The new address is the user's current address.")
         other = self.find_user(new_email)
@@ -497,7 +504,9 @@ class Confirm:
         confirming: the :attr:`~.ConfirmableMixin.pending_email` of an email
         change, else the current address."""
         state = self._get_state()
-        return state.serializer.dumps(primary_key(user), target_address(user))
+        return state.serializer.dumps(
+            primary_key(user), target_address(user, state.settings.email_attribute)
+        )
 
     def load_user(self, token: str) -> t.Any:
         """Return the user a confirmation token was made for.
@@ -515,7 +524,8 @@ class Confirm:
         state = self._get_state()
         user_id, digest = state.serializer.loads(token)
         user = self._get_user(state, user_id)
-        for address in (user.pending_email, getattr(user, "email", None)):
+        current = getattr(user, state.settings.email_attribute, None)
+        for address in (user.pending_email, current):
             if (
                 isinstance(address, str)
                 and address
@@ -526,7 +536,7 @@ class Confirm:
 
     def _get_user(self, state: _State, user_id: UserId) -> t.Any:
         try:
-            user = state.db.session.get(state.user_model, user_id)
+            user = state.db.session.get(state.user_model, state.key.value(user_id))
         except (SQLAlchemyError, OverflowError, ValueError, TypeError) as e:
             # A signed id the primary key's type cannot hold (a token of a
             # different app sharing the key, say) is as good as no user.
@@ -565,7 +575,7 @@ class Confirm:
         return compose(
             settings,
             kind,
-            target_address(user),
+            target_address(user, settings.email_attribute),
             locale=self._locale_for(user),
             user=user,
             confirm_url=self.confirm_url(user),
@@ -575,13 +585,14 @@ class Confirm:
     def render_change_notice(self, user: ConfirmableMixin) -> EmailMessage:
         """Render the ``email_change_notice`` mail to ``user``'s current
         address about their pending new one. It holds no link."""
+        settings = self._get_state().settings
         return compose(
-            self._get_state().settings,
+            settings,
             "email_change_notice",
-            email_of(user),
+            email_of(user, settings.email_attribute),
             locale=self._locale_for(user),
             user=user,
-            new_email=target_address(user),
+            new_email=target_address(user, settings.email_attribute),
         )
 
     def confirm_user(self, user: ConfirmableMixin) -> bool:
@@ -598,11 +609,15 @@ class Confirm:
             return False
         state = self._get_state()
         model = state.user_model
+        attribute = state.settings.email_attribute
         done = self._update_user(
             state,
             user,
-            [model.email == email_of(user), model.email_confirmed_at.is_(None)],
-            {"email_confirmed_at": utcnow()},
+            [
+                getattr(model, attribute) == email_of(user, attribute),
+                model.email_confirmed_at.is_(None),
+            ],
+            {model.email_confirmed_at: utcnow()},
         )
         if done:
             app = current_app._get_current_object()  # type: ignore[attr-defined]
@@ -621,16 +636,17 @@ class Confirm:
         """
         state = self._get_state()
         model = state.user_model
-        old_email = email_of(user)
+        attribute = state.settings.email_attribute
+        old_email = email_of(user, attribute)
         try:
             done = self._update_user(
                 state,
                 user,
                 [model.pending_email == new_email],
                 {
-                    "email": new_email,
-                    "pending_email": None,
-                    "email_confirmed_at": utcnow(),
+                    getattr(model, attribute): new_email,
+                    model.pending_email: None,
+                    model.email_confirmed_at: utcnow(),
                 },
             )
         except IntegrityError as e:
@@ -647,17 +663,18 @@ class Confirm:
         state: _State,
         user: ConfirmableMixin,
         conditions: list[t.Any],
-        values: dict[str, t.Any],
+        values: dict[t.Any, t.Any],
     ) -> bool:
-        """``UPDATE`` ``user``'s row with ``values`` if ``conditions`` still
-        hold, and commit (which expires ``user``, so it reloads what was
-        stored). Whether a row changed. Internal."""
+        """``UPDATE`` ``user``'s row with ``values`` (keyed by the model's
+        attributes) if ``conditions`` still hold, and commit (which expires
+        ``user``, so it reloads what was stored). Whether a row changed.
+        Internal."""
         model = state.user_model
-        key_column = sa_inspect(model).primary_key[0]
+        key = state.key
         result = state.db.session.execute(
             update(model)
-            .where(key_column == primary_key(user), *conditions)
-            .values(**values)
+            .where(key.column == key.value(primary_key(user)), *conditions)
+            .values(values)
             .execution_options(synchronize_session=False)
         )
         state.db.session.commit()
@@ -697,7 +714,7 @@ class Confirm:
         return compose(
             settings,
             "password_reset",
-            email_of(user),
+            email_of(user, settings.email_attribute),
             locale=self._locale_for(user),
             user=user,
             reset_url=self.reset_url(user),
@@ -723,11 +740,10 @@ class Confirm:
         case or surrounding space), or ``None``."""
         state = self._get_state()
         model = state.user_model
+        column = getattr(model, state.settings.email_attribute)
         # Lowered by the database on both sides: SQLite's lower() folds ASCII
         # only, and must fold the typed address the same way as the stored one.
-        query = select(model).where(
-            func.lower(model.email) == func.lower(email.strip())
-        )
+        query = select(model).where(func.lower(column) == func.lower(email.strip()))
         return state.db.session.scalars(query.limit(1)).first()
 
 
@@ -742,11 +758,6 @@ def _check_user_model(model: type[t.Any]) -> None:
         raise ConfigError(
             f"user_model={model!r} must be a model class that inherits from"
             " flask_confirm.ConfirmableMixin."
-        )
-    if not hasattr(model, "email"):
-        raise ConfigError(
-            f"user_model={model.__name__} has no 'email' attribute; the address"
-            " to confirm must be in a column named 'email'."
         )
 
 
@@ -771,4 +782,7 @@ def _check_password_reset(
 
 def _reset_binding(state: _State, user: t.Any) -> str:
     stored = getattr(user, state.settings.password_hash_attribute, None)
-    return reset_digest(email_of(user), None if stored is None else str(stored))
+    return reset_digest(
+        email_of(user, state.settings.email_attribute),
+        None if stored is None else str(stored),
+    )

@@ -26,6 +26,7 @@ from .i18n import gettext
 from .i18n import N_
 from .i18n import ngettext
 from .i18n import render
+from .models import email_of
 
 if t.TYPE_CHECKING:
     from flask.typing import ResponseReturnValue
@@ -223,16 +224,17 @@ def create_blueprint(settings: Settings) -> Blueprint:
                 user = confirm.load_reset_user(token)
             except (TokenExpired, TokenInvalid) as e:
                 return _token_error(template, e)
+            address = email_of(user, settings.email_attribute)
             if request.method != "POST":
                 if wants_json():
-                    return {"status": "pending", "email": user.email}
-                return render(template, state="pending", email=user.email)
+                    return {"status": "pending", "email": address}
+                return render(template, state="pending", email=address)
             try:
                 password = _field("password")
                 confirmation = _field("password_confirm", default=password)
                 _check_password(settings, password, confirmation)
             except _BadInput as e:
-                return _refuse(template, e, state="pending", email=user.email)
+                return _refuse(template, e, state="pending", email=address)
             confirm.reset_password(user, password)
             message = gettext(PASSWORD_RESET_MESSAGE)
             if wants_json():
