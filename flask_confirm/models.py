@@ -391,17 +391,21 @@ def email_column(model: type[t.Any], attribute: str) -> Column[t.Any]:
     if isinstance(type_, TypeDecorator):
         type_ = type_.impl_instance
     length = getattr(type_, "length", None)
-    if not isinstance(type_, String) or (length is not None and length < EMAIL_LENGTH):
-        raise ConfigError(
-            f"user_model={model.__name__}.{attribute} is {column.type!r} (column"
-            f" {column.table.name}.{column.name}), too short for an address: an"
-            f" address may have up to {EMAIL_LENGTH} characters (RFC 5321), and a"
-            " longer one would fail in the database when it is confirmed."
-            f" Declare it db.String({EMAIL_LENGTH}) and migrate the column"
-            f" (ALTER TABLE ... ALTER COLUMN {column.name} TYPE"
-            f" VARCHAR({EMAIL_LENGTH}), or an Alembic alter_column)."
-        )
-    return column
+    if not isinstance(type_, String):
+        problem = "not a String column"
+    elif length is not None and length < EMAIL_LENGTH:
+        problem = "too short for an address"
+    else:
+        return column
+    raise ConfigError(
+        f"user_model={model.__name__}.{attribute} is {column.type!r} (column"
+        f" {column.table.name}.{column.name}), {problem}: an address may have"
+        f" up to {EMAIL_LENGTH} characters (RFC 5321), and a longer one than the"
+        " column holds would fail in the database when it is confirmed. Declare"
+        f" it db.String({EMAIL_LENGTH}) and migrate the column (an Alembic"
+        f" alter_column, or ALTER TABLE ... ALTER COLUMN {column.name} TYPE"
+        f" VARCHAR({EMAIL_LENGTH}))."
+    )
 
 
 def _mapper(model: type[t.Any]) -> Mapper[t.Any]:
