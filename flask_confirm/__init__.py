@@ -19,6 +19,7 @@ from .errors import TokenInvalid
 from .extension import Confirm
 from .faults import PermanentSendError
 from .faults import TransientSendError
+from .models import ConfirmableDataclassMixin
 from .models import ConfirmableMixin
 from .senders import EmailMessage
 from .senders import Sender
@@ -27,6 +28,7 @@ __all__ = [
     "ConfigError",
     "Confirm",
     "ConfirmError",
+    "ConfirmableDataclassMixin",
     "ConfirmableMixin",
     "EmailInUse",
     "EmailMessage",

@@ -16,11 +16,11 @@ import typing as t
 
 from redis.exceptions import LockError
 from sqlalchemy import func
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
 from sqlalchemy import update
 
 from .models import as_utc
+from .models import carried_id
 from .models import primary_key
 from .models import state_filters
 from .models import utcnow
@@ -28,7 +28,7 @@ from .queueing import enqueue
 
 if t.TYPE_CHECKING:
     from .extension import _State
-    from .tokens import UserId
+    from .models import UserId
 
 logger = logging.getLogger("flask_confirm")
 
@@ -56,7 +56,7 @@ def resend_all(
     is at least ``older_than`` seconds old, if given)."""
     model = state.user_model
     session = state.db.session
-    key_column = sa_inspect(model).primary_key[0]
+    key_column = state.key.column
     query = select(key_column).where(model.email_confirmed_at.is_(None))
     if older_than is not None:
         cutoff = utcnow() - dt.timedelta(seconds=older_than)
@@ -64,7 +64,7 @@ def resend_all(
             (model.confirmation_requested_at.is_(None))
             | (model.confirmation_requested_at <= cutoff)
         )
-    user_ids = list(session.scalars(query.order_by(key_column)))
+    user_ids = [carried_id(v) for v in session.scalars(query.order_by(key_column))]
     session.rollback()
     request_again(state, user_ids, chunk_size, progress)
     return len(user_ids)
@@ -80,12 +80,12 @@ def request_again(
     ``UPDATE`` and commit per chunk, each committed before its jobs are
     queued."""
     model = state.user_model
-    key_column = sa_inspect(model).primary_key[0]
+    key = state.key
     for start in range(0, len(user_ids), chunk_size):
         chunk = user_ids[start : start + chunk_size]
         state.db.session.execute(
             update(model)
-            .where(key_column.in_(chunk))
+            .where(key.column.in_(key.values(chunk)))
             .values(confirmation_requested_at=utcnow())
             .execution_options(synchronize_session=False)
         )
@@ -113,11 +113,11 @@ def sweep(state: _State, older_than: int | None, hold_lock: int) -> int:
         model = state.user_model
         cutoff = utcnow() - dt.timedelta(seconds=older_than)
         query = (
-            select(sa_inspect(model).primary_key[0])
+            select(state.key.column)
             .where(state_filters(model)["requested"])
             .where(model.confirmation_requested_at <= cutoff)
         )
-        user_ids = list(state.db.session.scalars(query))
+        user_ids = [carried_id(v) for v in state.db.session.scalars(query)]
         state.db.session.rollback()
         enqueue(state, user_ids, batch_size=None)
         if user_ids:
@@ -164,10 +164,8 @@ def failed(state: _State, limit: int | None) -> list[t.Any]:
 def retry_failed(state: _State) -> int:
     """Request again, and queue, every confirmation that failed for good."""
     model = state.user_model
-    query = select(sa_inspect(model).primary_key[0]).where(
-        state_filters(model)["failed"]
-    )
-    user_ids = list(state.db.session.scalars(query))
+    query = select(state.key.column).where(state_filters(model)["failed"])
+    user_ids = [carried_id(v) for v in state.db.session.scalars(query)]
     state.db.session.rollback()
     request_again(state, user_ids)
     return len(user_ids)

@@ -278,7 +278,7 @@ def failed_command(limit: int) -> None:
     users = _confirm().failed(limit)
     for user in users:
         failed_at = user.confirmation_failed_at.isoformat(timespec="seconds")
-        click.echo(f"{user.email}\t{failed_at}\t{user.confirmation_error}")
+        click.echo(f"{_address(user)}\t{failed_at}\t{user.confirmation_error}")
     if not users:
         click.echo("No failed confirmations.")
 
@@ -307,10 +307,10 @@ def send_command(email: str) -> None:
     if user is None:
         raise click.ClickException(f"No user has the address {email!r}.")
     if user.email_confirmed:
-        click.echo(f"{user.email} is already confirmed; nothing sent.")
+        click.echo(f"{_address(user)} is already confirmed; nothing sent.")
         return
     job_id = confirm.send_confirmation(user)
-    click.echo(f"Queued a confirmation for {user.email} (job {job_id}).")
+    click.echo(f"Queued a confirmation for {_address(user)} (job {job_id}).")
 
 
 @confirm_group.command("resend-all")
@@ -343,6 +343,13 @@ def resend_all_command(unconfirmed: bool, older_than: int | None) -> None:
 
 def _confirm() -> Confirm:
     return t.cast("Confirm", current_app.extensions["confirm"])
+
+
+def _address(user: t.Any) -> str:
+    """``user``'s address, from :data:`CONFIRM_EMAIL_ATTRIBUTE`."""
+    from .models import email_of
+
+    return email_of(user, _confirm()._get_state().settings.email_attribute)
 
 
 def _safe_url(url: str) -> str:

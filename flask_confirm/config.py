@@ -60,6 +60,7 @@ class Keys:
     PASSWORD_RESET_MAX_AGE = "CONFIRM_PASSWORD_RESET_MAX_AGE"
     PASSWORD_HASH_ATTRIBUTE = "CONFIRM_PASSWORD_HASH_ATTRIBUTE"
     PASSWORD_MIN_LENGTH = "CONFIRM_PASSWORD_MIN_LENGTH"
+    EMAIL_ATTRIBUTE = "CONFIRM_EMAIL_ATTRIBUTE"
 
 
 #: Defaults put into ``app.config`` with ``setdefault``. ``CONFIRM_ASYNC`` and
@@ -102,6 +103,7 @@ DEFAULTS: dict[str, t.Any] = {
     Keys.PASSWORD_RESET_MAX_AGE: 3600,
     Keys.PASSWORD_HASH_ATTRIBUTE: "password_hash",
     Keys.PASSWORD_MIN_LENGTH: 8,
+    Keys.EMAIL_ATTRIBUTE: "email",
 }
 
 #: The default :data:`CONFIRM_CONTENT_SECURITY_POLICY` when the pages extend
@@ -175,6 +177,8 @@ class Settings:
     password_reset_max_age: int
     password_hash_attribute: str
     password_min_length: int
+    #: The user model's attribute that holds the address.
+    email_attribute: str
 
 
 def load(app: Flask) -> Settings:
@@ -264,6 +268,7 @@ def load(app: Flask) -> Settings:
         ),
         password_hash_attribute=_require_str(config, Keys.PASSWORD_HASH_ATTRIBUTE),
         password_min_length=_require_int(config, Keys.PASSWORD_MIN_LENGTH, minimum=1),
+        email_attribute=_require_str(config, Keys.EMAIL_ATTRIBUTE),
     )
 
 

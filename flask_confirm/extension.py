@@ -13,11 +13,11 @@ from flask import current_app
 from redis import Redis
 from rq import Queue
 from sqlalchemy import func
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import SQLAlchemyError
+from typing_extensions import TypeVar  # default=, before Python 3.13
 
 from . import bulk
 from . import signals
@@ -30,9 +30,12 @@ from .errors import EmailInUse
 from .errors import TokenInvalid
 from .limits import RateLimiter
 from .messages import compose
+from .models import ConfirmableMixin
+from .models import email_column
 from .models import email_of
 from .models import primary_key
 from .models import target_address
+from .models import user_key
 from .models import utcnow
 from .queueing import dispatch
 from .senders import make_sender
@@ -47,12 +50,17 @@ if t.TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
     from rq.job import Job
 
-    from .models import ConfirmableMixin
+    from .models import UserId
+    from .models import UserKey
     from .senders import EmailMessage
     from .senders import Sender
-    from .tokens import UserId
 
 logger = logging.getLogger("flask_confirm")
+
+#: The app's user model, as :class:`Confirm` is typed over it: ``Confirm(app,
+#: db=db, user_model=User)`` is a ``Confirm[User]`` whose :meth:`find_user`
+#: returns ``User | None``; ``Confirm()`` with no model is ``Confirm[Any]``.
+UserT = TypeVar("UserT", bound=ConfirmableMixin, default=t.Any)
 
 DashboardAuth = t.Callable[[], bool]
 _DashboardAuthT = t.TypeVar("_DashboardAuthT", bound=DashboardAuth)
@@ -70,6 +78,8 @@ class _State:
     settings: Settings
     db: SQLAlchemy
     user_model: type[t.Any]
+    #: The user model's primary key, and how ids become its values again.
+    key: UserKey
     serializer: TokenSerializer
     reset_serializer: TokenSerializer
     password_setter: PasswordSetter | None
@@ -80,7 +90,7 @@ class _State:
     limiter: RateLimiter
 
 
-class Confirm:
+class Confirm(t.Generic[UserT]):
     """Email-address confirmation for a Flask application.
 
     .. code-block:: python
@@ -93,6 +103,13 @@ class Confirm:
 
     One instance may serve several applications; everything that belongs to an
     application is kept per application, not on the instance.
+
+    It is generic over the user model, so that typed apps need no casts:
+    ``Confirm(app, db=db, user_model=User)`` is a ``Confirm[User]``, whose
+    :meth:`find_user` returns ``User | None`` and :meth:`load_user` a
+    ``User``. When the model is given to :meth:`init_app` later, declare
+    ``confirm: Confirm[User] = Confirm()``; a bare ``Confirm()`` is
+    ``Confirm[Any]``, whose users are ``Any`` as before.
 
     :param app: call :meth:`init_app` with it straight away.
     :param db: the Flask-SQLAlchemy extension that holds ``user_model``.
@@ -111,7 +128,7 @@ class Confirm:
         app: Flask | None = None,
         *,
         db: SQLAlchemy | None = None,
-        user_model: type[ConfirmableMixin] | None = None,
+        user_model: type[UserT] | None = None,
         dashboard_auth: DashboardAuth | None = None,
         user_loader: UserLoader | None = None,
         password_setter: PasswordSetter | None = None,
@@ -133,7 +150,7 @@ class Confirm:
         app: Flask,
         *,
         db: SQLAlchemy | None = None,
-        user_model: type[ConfirmableMixin] | None = None,
+        user_model: type[UserT] | None = None,
         password_setter: PasswordSetter | None = None,
     ) -> None:
         """Set up confirmation for ``app``.
@@ -162,6 +179,8 @@ class Confirm:
             )
         _check_user_model(user_model)
         settings = load(app)  # checks SECRET_KEY too
+        key = user_key(user_model)
+        email_column(user_model, settings.email_attribute)
         password_setter = password_setter or self._password_setter
         if settings.password_reset:
             _check_password_reset(settings, user_model, password_setter)
@@ -182,6 +201,7 @@ class Confirm:
             settings=settings,
             db=db,
             user_model=user_model,
+            key=key,
             serializer=TokenSerializer(secret_keys, settings.token_max_age),
             reset_serializer=TokenSerializer(
                 secret_keys, settings.password_reset_max_age, salt=RESET_SALT
@@ -280,17 +300,17 @@ class Confirm:
         self._mail_locale = func
         return func
 
-    def _locale_for(self, user: ConfirmableMixin) -> str | None:
+    def _locale_for(self, user: UserT) -> str | None:
         return None if self._mail_locale is None else self._mail_locale(user)
 
-    def current_user(self) -> t.Any:
+    def current_user(self) -> UserT | None:
         """The signed-in user, or ``None``: from :meth:`user_loader`, or from
         Flask-Login's ``current_user`` when the app uses Flask-Login.
 
         :raises RuntimeError: neither is available.
         """
         if self._user_loader is not None:
-            return self._user_loader()
+            return t.cast("UserT | None", self._user_loader())
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         if getattr(app, "login_manager", None) is not None:
             from flask_login import current_user
@@ -302,7 +322,7 @@ class Confirm:
             " Flask-Login, or register a loader with @confirm.user_loader."
         )
 
-    def send_confirmation(self, user: ConfirmableMixin) -> str | None:
+    def send_confirmation(self, user: UserT) -> str | None:
         """Ask for a confirmation link to be mailed to ``user``, durably.
 
         Records the request on the user (``confirmation_requested_at``) and
@@ -327,7 +347,7 @@ class Confirm:
         signals.confirmation_requested.send(app, user=user, job_id=job_id)
         return job_id
 
-    def _request_link(self, user: ConfirmableMixin) -> str | None:
+    def _request_link(self, user: UserT) -> str | None:
         """Record that a link is owed to ``user`` (for the address in
         :func:`.models.target_address`), commit, then queue it. Internal."""
         state = self._get_state()
@@ -336,9 +356,7 @@ class Confirm:
         state.db.session.commit()
         return dispatch(state, "confirm", primary_key(user))
 
-    def request_email_change(
-        self, user: ConfirmableMixin, new_email: str
-    ) -> str | None:
+    def request_email_change(self, user: UserT, new_email: str) -> str | None:
         """Start changing ``user``'s address to ``new_email``.
 
         The new address is kept in :attr:`~.ConfirmableMixin.pending_email`
@@ -361,7 +379,7 @@ class Confirm:
         """
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         new_email = normalize_email(new_email)
-        old_email = email_of(user)
+        old_email = email_of(user, self._get_state().settings.email_attribute)
         if new_email.lower() == old_email.strip().lower():
             raise ValueError("The new address is the user's current address.")
         other = self.find_user(new_email)
@@ -374,7 +392,7 @@ class Confirm:
         )
         return job_id
 
-    def cancel_email_change(self, user: ConfirmableMixin) -> bool:
+    def cancel_email_change(self, user: UserT) -> bool:
         """Drop ``user``'s pending email change, if any, and commit; its link
         stops working.
 
@@ -388,7 +406,7 @@ class Confirm:
         state.db.session.commit()
         return True
 
-    def request_password_reset(self, user: ConfirmableMixin) -> str | None:
+    def request_password_reset(self, user: UserT) -> str | None:
         """Mail ``user`` a link to the password reset form.
 
         Needs :data:`CONFIRM_PASSWORD_RESET`. Does nothing for a user whose
@@ -416,7 +434,7 @@ class Confirm:
         return job_id
 
     def send_many(
-        self, users: t.Iterable[ConfirmableMixin], *, batch_size: int | None = None
+        self, users: t.Iterable[UserT], *, batch_size: int | None = None
     ) -> int:
         """Ask for confirmations for many users at once (a migration, a
         re-send to everyone unconfirmed): one commit, then jobs of
@@ -479,7 +497,7 @@ class Confirm:
         """
         return bulk.status(self._get_state())
 
-    def failed(self, limit: int | None = None) -> list[t.Any]:
+    def failed(self, limit: int | None = None) -> list[UserT]:
         """The users whose confirmation failed for good, most recent first;
         ``confirmation_error`` says why."""
         return bulk.failed(self._get_state(), limit)
@@ -492,14 +510,16 @@ class Confirm:
         """
         return bulk.retry_failed(self._get_state())
 
-    def make_token(self, user: ConfirmableMixin) -> str:
+    def make_token(self, user: UserT) -> str:
         """Return a new confirmation token for the address ``user`` is
         confirming: the :attr:`~.ConfirmableMixin.pending_email` of an email
         change, else the current address."""
         state = self._get_state()
-        return state.serializer.dumps(primary_key(user), target_address(user))
+        return state.serializer.dumps(
+            primary_key(user), target_address(user, state.settings.email_attribute)
+        )
 
-    def load_user(self, token: str) -> t.Any:
+    def load_user(self, token: str) -> UserT:
         """Return the user a confirmation token was made for.
 
         :raises TokenExpired: the token is older than :data:`CONFIRM_TOKEN_MAX_AGE`.
@@ -509,13 +529,14 @@ class Confirm:
         """
         return self._resolve(token)[0]
 
-    def _resolve(self, token: str) -> tuple[t.Any, str]:
+    def _resolve(self, token: str) -> tuple[UserT, str]:
         """Return the user of a confirmation token and the address it
         confirms (the current one, or the pending new one). Internal."""
         state = self._get_state()
         user_id, digest = state.serializer.loads(token)
         user = self._get_user(state, user_id)
-        for address in (user.pending_email, getattr(user, "email", None)):
+        current = getattr(user, state.settings.email_attribute, None)
+        for address in (user.pending_email, current):
             if (
                 isinstance(address, str)
                 and address
@@ -524,9 +545,9 @@ class Confirm:
                 return user, address
         raise TokenInvalid("The token's user or address is no longer current.")
 
-    def _get_user(self, state: _State, user_id: UserId) -> t.Any:
+    def _get_user(self, state: _State, user_id: UserId) -> UserT:
         try:
-            user = state.db.session.get(state.user_model, user_id)
+            user = state.db.session.get(state.user_model, state.key.value(user_id))
         except (SQLAlchemyError, OverflowError, ValueError, TypeError) as e:
             # A signed id the primary key's type cannot hold (a token of a
             # different app sharing the key, say) is as good as no user.
@@ -534,9 +555,9 @@ class Confirm:
             raise TokenInvalid("The token's user id cannot be looked up.") from e
         if user is None:
             raise TokenInvalid("The token's user no longer exists.")
-        return user
+        return t.cast("UserT", user)
 
-    def confirm_url(self, user: ConfirmableMixin) -> str:
+    def confirm_url(self, user: UserT) -> str:
         """Return a fresh confirmation link for ``user`` (for the pending new
         address while an email change is pending).
 
@@ -556,7 +577,7 @@ class Confirm:
             endpoint, {"token": token}, force_external=True
         )
 
-    def render_message(self, user: ConfirmableMixin) -> EmailMessage:
+    def render_message(self, user: UserT) -> EmailMessage:
         """Render the mail with ``user``'s confirmation link: the ``confirm``
         message to the current address, or, while an email change is pending,
         the ``email_change`` message to the new one (see :mod:`.messages`)."""
@@ -565,26 +586,27 @@ class Confirm:
         return compose(
             settings,
             kind,
-            target_address(user),
+            target_address(user, settings.email_attribute),
             locale=self._locale_for(user),
             user=user,
             confirm_url=self.confirm_url(user),
             valid_for=settings.token_max_age,
         )
 
-    def render_change_notice(self, user: ConfirmableMixin) -> EmailMessage:
+    def render_change_notice(self, user: UserT) -> EmailMessage:
         """Render the ``email_change_notice`` mail to ``user``'s current
         address about their pending new one. It holds no link."""
+        settings = self._get_state().settings
         return compose(
-            self._get_state().settings,
+            settings,
             "email_change_notice",
-            email_of(user),
+            email_of(user, settings.email_attribute),
             locale=self._locale_for(user),
             user=user,
-            new_email=target_address(user),
+            new_email=target_address(user, settings.email_attribute),
         )
 
-    def confirm_user(self, user: ConfirmableMixin) -> bool:
+    def confirm_user(self, user: UserT) -> bool:
         """Mark ``user``'s address confirmed, commit, and send
         :data:`.email_confirmed`.
 
@@ -598,18 +620,22 @@ class Confirm:
             return False
         state = self._get_state()
         model = state.user_model
+        attribute = state.settings.email_attribute
         done = self._update_user(
             state,
             user,
-            [model.email == email_of(user), model.email_confirmed_at.is_(None)],
-            {"email_confirmed_at": utcnow()},
+            [
+                getattr(model, attribute) == email_of(user, attribute),
+                model.email_confirmed_at.is_(None),
+            ],
+            {model.email_confirmed_at: utcnow()},
         )
         if done:
             app = current_app._get_current_object()  # type: ignore[attr-defined]
             signals.email_confirmed.send(app, user=user)
         return done
 
-    def confirm_email_change(self, user: ConfirmableMixin, new_email: str) -> bool:
+    def confirm_email_change(self, user: UserT, new_email: str) -> bool:
         """Complete ``user``'s pending change to ``new_email``: it becomes the
         confirmed address, in one conditional ``UPDATE``, and
         :data:`.email_changed` and :data:`.email_confirmed` are sent.
@@ -621,16 +647,17 @@ class Confirm:
         """
         state = self._get_state()
         model = state.user_model
-        old_email = email_of(user)
+        attribute = state.settings.email_attribute
+        old_email = email_of(user, attribute)
         try:
             done = self._update_user(
                 state,
                 user,
                 [model.pending_email == new_email],
                 {
-                    "email": new_email,
-                    "pending_email": None,
-                    "email_confirmed_at": utcnow(),
+                    getattr(model, attribute): new_email,
+                    model.pending_email: None,
+                    model.email_confirmed_at: utcnow(),
                 },
             )
         except IntegrityError as e:
@@ -645,25 +672,26 @@ class Confirm:
     def _update_user(
         self,
         state: _State,
-        user: ConfirmableMixin,
+        user: UserT,
         conditions: list[t.Any],
-        values: dict[str, t.Any],
+        values: dict[t.Any, t.Any],
     ) -> bool:
-        """``UPDATE`` ``user``'s row with ``values`` if ``conditions`` still
-        hold, and commit (which expires ``user``, so it reloads what was
-        stored). Whether a row changed. Internal."""
+        """``UPDATE`` ``user``'s row with ``values`` (keyed by the model's
+        attributes) if ``conditions`` still hold, and commit (which expires
+        ``user``, so it reloads what was stored). Whether a row changed.
+        Internal."""
         model = state.user_model
-        key_column = sa_inspect(model).primary_key[0]
+        key = state.key
         result = state.db.session.execute(
             update(model)
-            .where(key_column == primary_key(user), *conditions)
-            .values(**values)
+            .where(key.column == key.value(primary_key(user)), *conditions)
+            .values(values)
             .execution_options(synchronize_session=False)
         )
         state.db.session.commit()
         return getattr(result, "rowcount", 0) == 1
 
-    def make_reset_token(self, user: ConfirmableMixin) -> str:
+    def make_reset_token(self, user: UserT) -> str:
         """Return a password-reset token for ``user``, bound to their address
         and current password hash (:data:`CONFIRM_PASSWORD_HASH_ATTRIBUTE`)."""
         state = self._get_state()
@@ -671,11 +699,11 @@ class Confirm:
             primary_key(user), _reset_binding(state, user)
         )
 
-    def reset_url(self, user: ConfirmableMixin) -> str:
+    def reset_url(self, user: UserT) -> str:
         """Return a fresh password-reset link for ``user``."""
         return self._external_url("confirm.reset_password", self.make_reset_token(user))
 
-    def load_reset_user(self, token: str) -> t.Any:
+    def load_reset_user(self, token: str) -> UserT:
         """Return the user a password-reset token was made for.
 
         :raises TokenExpired: older than :data:`CONFIRM_PASSWORD_RESET_MAX_AGE`.
@@ -691,20 +719,20 @@ class Confirm:
             raise TokenInvalid("The reset token is used, stale or not for this user.")
         return user
 
-    def render_reset_message(self, user: ConfirmableMixin) -> EmailMessage:
+    def render_reset_message(self, user: UserT) -> EmailMessage:
         """Render the ``password_reset`` mail for ``user``."""
         settings = self._get_state().settings
         return compose(
             settings,
             "password_reset",
-            email_of(user),
+            email_of(user, settings.email_attribute),
             locale=self._locale_for(user),
             user=user,
             reset_url=self.reset_url(user),
             valid_for=settings.password_reset_max_age,
         )
 
-    def reset_password(self, user: ConfirmableMixin, password: str) -> None:
+    def reset_password(self, user: UserT, password: str) -> None:
         """Set ``user``'s password through the app's setter, commit, and send
         :data:`.password_reset`. The reset link dies with the old hash."""
         state = self._get_state()
@@ -718,16 +746,15 @@ class Confirm:
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         signals.password_reset.send(app, user=user)
 
-    def find_user(self, email: str) -> t.Any:
+    def find_user(self, email: str) -> UserT | None:
         """Return the user with address ``email`` (compared without regard to
         case or surrounding space), or ``None``."""
         state = self._get_state()
         model = state.user_model
+        column = getattr(model, state.settings.email_attribute)
         # Lowered by the database on both sides: SQLite's lower() folds ASCII
         # only, and must fold the typed address the same way as the stored one.
-        query = select(model).where(
-            func.lower(model.email) == func.lower(email.strip())
-        )
+        query = select(model).where(func.lower(column) == func.lower(email.strip()))
         return state.db.session.scalars(query.limit(1)).first()
 
 
@@ -736,17 +763,10 @@ def _as_bytes(value: str | bytes) -> bytes:
 
 
 def _check_user_model(model: type[t.Any]) -> None:
-    from .models import ConfirmableMixin
-
     if not (isinstance(model, type) and issubclass(model, ConfirmableMixin)):
         raise ConfigError(
             f"user_model={model!r} must be a model class that inherits from"
             " flask_confirm.ConfirmableMixin."
-        )
-    if not hasattr(model, "email"):
-        raise ConfigError(
-            f"user_model={model.__name__} has no 'email' attribute; the address"
-            " to confirm must be in a column named 'email'."
         )
 
 
@@ -771,4 +791,7 @@ def _check_password_reset(
 
 def _reset_binding(state: _State, user: t.Any) -> str:
     stored = getattr(user, state.settings.password_hash_attribute, None)
-    return reset_digest(email_of(user), None if stored is None else str(stored))
+    return reset_digest(
+        email_of(user, state.settings.email_attribute),
+        None if stored is None else str(stored),
+    )

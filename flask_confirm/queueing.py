@@ -23,7 +23,7 @@ from .tasks import send_reset_job
 
 if t.TYPE_CHECKING:
     from .extension import _State
-    from .tokens import UserId
+    from .models import UserId
 
 logger = logging.getLogger("flask_confirm")
 

@@ -19,7 +19,6 @@ from flask import current_app
 from redis.exceptions import RedisError
 from rq import get_current_job
 from rq.job import Job
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
 
 from . import signals
@@ -36,8 +35,8 @@ if t.TYPE_CHECKING:
 
     from .extension import _State
     from .extension import Confirm
+    from .models import UserId
     from .senders import EmailMessage
-    from .tokens import UserId
 
 logger = logging.getLogger("flask_confirm")
 
@@ -186,8 +185,8 @@ def _load_users(state: _State, user_ids: t.Collection[UserId]) -> dict[UserId, t
     session().expire_on_commit = False  # this job's session only
     if not user_ids:
         return {}
-    key = sa_inspect(state.user_model).primary_key[0]
-    query = select(state.user_model).where(key.in_(list(user_ids)))
+    key = state.key
+    query = select(state.user_model).where(key.column.in_(key.values(user_ids)))
     return {primary_key(user): user for user in session.scalars(query)}
 
 
@@ -215,7 +214,7 @@ def send_reset_job(user_id: UserId) -> str | None:
     """
     confirm = current_app.extensions["confirm"]
     state = confirm._get_state()
-    user = state.db.session.get(state.user_model, user_id)
+    user = state.db.session.get(state.user_model, state.key.value(user_id))
     message: EmailMessage | None = None
     if user is not None and user.email_confirmed and state.settings.password_reset:
         message = confirm.render_reset_message(user)

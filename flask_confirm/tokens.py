@@ -17,6 +17,7 @@ from itsdangerous import URLSafeTimedSerializer
 
 from .errors import TokenExpired
 from .errors import TokenInvalid
+from .models import UserId
 
 #: A token is about 80 characters; anything much longer is not ours, and is
 #: rejected before any decoding work is spent on it.
@@ -28,8 +29,6 @@ SALT = "flask-confirm.email-confirmation"
 
 #: The salt of password-reset tokens.
 RESET_SALT = "flask-confirm.password-reset"
-
-UserId = int | str
 
 
 def address_digest(email: str) -> str:

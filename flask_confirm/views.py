@@ -27,6 +27,7 @@ from .i18n import gettext
 from .i18n import N_
 from .i18n import ngettext
 from .i18n import render
+from .models import email_of
 
 if t.TYPE_CHECKING:
     from flask.typing import ResponseReturnValue
@@ -253,16 +254,17 @@ def create_blueprint(settings: Settings) -> Blueprint:
                 user = confirm.load_reset_user(token)
             except (TokenExpired, TokenInvalid) as e:
                 return _token_error(template, e)
+            address = email_of(user, settings.email_attribute)
             if request.method != "POST":
                 if wants_json():
-                    return with_csrf_token({"status": "pending", "email": user.email})
-                return render(template, state="pending", email=user.email)
+                    return with_csrf_token({"status": "pending", "email": address})
+                return render(template, state="pending", email=address)
             try:
                 password = _field("password")
                 confirmation = _field("password_confirm", default=password)
                 _check_password(settings, password, confirmation)
             except _BadInput as e:
-                return _refuse(template, e, state="pending", email=user.email)
+                return _refuse(template, e, state="pending", email=address)
             confirm.reset_password(user, password)
             message = gettext(PASSWORD_RESET_MESSAGE)
             if wants_json():
@@ -469,11 +471,15 @@ def _request_by_address(
 def _signed_in_address() -> str | None:
     """The signed-in user's address, to prefill the resend form; ``None``
     when nobody is signed in or the app has no way to say who is."""
+    confirm = _confirm()
     try:
-        user = _confirm().current_user()
+        user = confirm.current_user()
     except RuntimeError:
         return None
-    address = getattr(user, "email", None) if user is not None else None
+    if user is None:
+        return None
+    attribute = confirm._get_state().settings.email_attribute
+    address = getattr(user, attribute, None)
     return address if isinstance(address, str) else None
 
 

@@ -59,6 +59,10 @@ TIMEOUT_MS = 15_000
 POSTGRES_URL = os.environ.get(
     "FLASK_CONFIRM_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+MARIADB_URL = os.environ.get(
+    "FLASK_CONFIRM_TEST_MARIADB",
+    "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4",
+)
 
 
 def free_port() -> int:
@@ -365,12 +369,41 @@ def postgres_url() -> cabc.Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(scope="session")
+def mariadb_url() -> cabc.Iterator[str]:
+    """A database of this test run's own on the local MariaDB (or MySQL)
+    server, as :func:`postgres_url` makes one on PostgreSQL."""
+    admin = sa.create_engine(MARIADB_URL)
+    name = f"flask_confirm_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"CREATE DATABASE `{name}`"))
+    except sa.exc.OperationalError as e:
+        raise RuntimeError(
+            f"MariaDB is not reachable at {MARIADB_URL}; start it (for example"
+            " 'start-stop-daemon --start --oknodo --background --exec"
+            " /usr/sbin/mariadbd') or set FLASK_CONFIRM_TEST_MARIADB to a server"
+            " where databases can be made."
+        ) from e
+    try:
+        yield (
+            sa.make_url(MARIADB_URL)
+            .set(database=name)
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         # A file, not :memory:, so that a worker process sees the same data.
         return f"sqlite:///{tmp_path / 'test.sqlite'}"
-    return t.cast(str, request.getfixturevalue("postgres_url"))
+    fixture = {"postgresql": "postgres_url", "mariadb": "mariadb_url"}[request.param]
+    return t.cast(str, request.getfixturevalue(fixture))
 
 
 # -- Apps -----------------------------------------------------------------------

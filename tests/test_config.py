@@ -155,6 +155,112 @@ def test_model_without_email_is_a_config_error() -> None:
         Confirm().init_app(app, db=db, user_model=NoEmail)
 
 
+@pytest.mark.parametrize(
+    ("columns", "says"),
+    [
+        (
+            lambda db: {
+                "org": db.Column(db.Integer, primary_key=True),
+                "number": db.Column(db.Integer, primary_key=True),
+            },
+            "primary key of 2 columns (org, number)",
+        ),
+        (
+            lambda db: {"id": db.Column(db.Numeric(10, 0), primary_key=True)},
+            "primary key 'id' is Numeric(precision=10, scale=0)",
+        ),
+        (
+            lambda db: {"id": db.Column(db.Date, primary_key=True)},
+            "primary key 'id' is Date()",
+        ),
+        (
+            lambda db: {"id": db.Column(db.LargeBinary(16), primary_key=True)},
+            "primary key 'id' is LargeBinary(length=16)",
+        ),
+    ],
+)
+def test_keys_jobs_and_tokens_cannot_carry_are_refused(
+    columns: t.Callable[[SQLAlchemy], dict[str, t.Any]], says: str
+) -> None:
+    app, db = _bare_app()
+    body = {"email": db.Column(db.String(320)), **columns(db)}
+    model = type("Member", (ConfirmableMixin, db.Model), body)
+    with pytest.raises(ConfigError) as info:
+        Confirm().init_app(app, db=db, user_model=model)
+    assert says in str(info.value)
+    assert "user_model=Member" in str(info.value)
+    assert "Integer, a String or a Uuid" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        lambda db: db.Column(db.Integer, primary_key=True),
+        lambda db: db.Column(db.BigInteger, primary_key=True),
+        lambda db: db.Column(db.String(40), primary_key=True),
+        lambda db: db.Column(db.Uuid, primary_key=True),
+        lambda db: db.Column(db.Uuid(as_uuid=False), primary_key=True),
+    ],
+)
+def test_keys_jobs_and_tokens_can_carry_are_accepted(
+    key: t.Callable[[SQLAlchemy], t.Any],
+) -> None:
+    app, db = _bare_app()
+    body = {"id": key(db), "email": db.Column(db.String(320))}
+    model = type("Member", (ConfirmableMixin, db.Model), body)
+    Confirm().init_app(app, db=db, user_model=model)
+
+
+def test_email_attribute_is_configurable_and_checked() -> None:
+    app, db = _bare_app()
+    app.config[Keys.EMAIL_ATTRIBUTE] = "address"
+
+    class Member(ConfirmableMixin, db.Model):  # type: ignore[name-defined,misc]
+        id = db.Column(db.Integer, primary_key=True)
+        email = db.Column(db.String(320))  # not the one named by the key
+
+    with pytest.raises(ConfigError) as info:
+        Confirm().init_app(app, db=db, user_model=Member)
+    assert "no mapped column 'address'" in str(info.value)
+    assert Keys.EMAIL_ATTRIBUTE in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("type_", "refused"),
+    [
+        (lambda db: db.String(255), "too short"),
+        (lambda db: db.Unicode(319), "too short"),
+        (lambda db: db.Integer(), "not a String"),
+        (lambda db: db.String(320), None),
+        (lambda db: db.String(1000), None),
+        (lambda db: db.String(), None),
+        (lambda db: db.Text(), None),
+    ],
+)
+def test_email_column_must_hold_any_address(
+    type_: t.Callable[[SQLAlchemy], t.Any], refused: str | None
+) -> None:
+    app, db = _bare_app()
+    app.config[Keys.EMAIL_ATTRIBUTE] = "address"
+    body = {
+        "id": db.Column(db.Integer, primary_key=True),
+        # A column named otherwise than its attribute: both are named.
+        "address": db.Column("mail", type_(db)),
+    }
+    model = type("Member", (ConfirmableMixin, db.Model), body)
+    if refused is None:
+        Confirm().init_app(app, db=db, user_model=model)
+        return
+    with pytest.raises(ConfigError) as info:
+        Confirm().init_app(app, db=db, user_model=model)
+    message = str(info.value)
+    assert "user_model=Member.address" in message
+    assert "column member.mail" in message
+    assert refused in message
+    assert "320 characters (RFC 5321)" in message
+    assert "db.String(320)" in message
+
+
 def test_password_reset_needs_a_setter() -> None:
     app, db = _bare_app()
     app.config[Keys.PASSWORD_RESET] = True

@@ -1351,7 +1351,8 @@ def change_email(app: Flask, client: FlaskClient, user_id: int, email: str) -> N
     assert response.status_code == 200, response.data
 
 
-def test_email_change_flow(app: Flask, client: FlaskClient) -> None:
+def test_email_change_flow(db_app: Flask, db_client: FlaskClient) -> None:
+    app, client = db_app, db_client
     user_id, path = register_for_link(app, client, "ada@example.org")
     client.post(path)
     changed: list[dict[str, t.Any]] = []
@@ -1448,6 +1449,11 @@ def reset_app(make_app: AppFactory) -> Flask:
     return make_app(CONFIRM_PASSWORD_RESET=True)
 
 
+@pytest.fixture()
+def db_reset_app(make_app: AppFactory, database_url: str) -> Flask:
+    return make_app(CONFIRM_PASSWORD_RESET=True, SQLALCHEMY_DATABASE_URI=database_url)
+
+
 def confirmed_user(app: Flask, client: FlaskClient, email: str, password: str) -> int:
     user_id, path = register_for_link(app, client, email)
     client.post(path)
@@ -1477,8 +1483,8 @@ def test_reset_routes_exist_only_when_enabled(app: Flask, client: FlaskClient) -
     assert len(outbox(app)) == before
 
 
-def test_password_reset_flow(reset_app: Flask) -> None:
-    app, client = reset_app, reset_app.test_client()
+def test_password_reset_flow(db_reset_app: Flask) -> None:
+    app, client = db_reset_app, db_reset_app.test_client()
     user_id = confirmed_user(app, client, "ada@example.org", "old password")
     page = client.get("/confirm/reset")
     assert page.status_code == 200

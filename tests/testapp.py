@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import typing as t
+import uuid
 
+import sqlalchemy as sa
 from flask import abort
 from flask import Flask
 from flask import request
@@ -23,6 +26,24 @@ from flask_confirm import Confirm
 from flask_confirm import ConfirmableMixin
 
 CONFIG_ENV = "FLASK_CONFIRM_TEST_CONFIG"
+
+#: ``TEST_USER_KEY`` picks the user model's primary key: what it is, and how
+#: an id read from a form becomes one.
+USER_KEYS: dict[str, tuple[t.Callable[[], t.Any], t.Callable[[str], t.Any]]] = {
+    "int": (lambda: sa.Column(sa.Integer, primary_key=True), int),
+    "str": (
+        lambda: sa.Column(
+            sa.String(40),
+            primary_key=True,
+            default=lambda: f"user-{secrets.token_hex(8)}",
+        ),
+        str,
+    ),
+    "uuid": (
+        lambda: sa.Column(sa.Uuid, primary_key=True, default=uuid.uuid4),
+        uuid.UUID,
+    ),
+}
 
 BASE_CONFIG: dict[str, t.Any] = {
     "TESTING": True,
@@ -36,7 +57,12 @@ BASE_CONFIG: dict[str, t.Any] = {
 
 def create_app(**config: t.Any) -> Flask:
     """Build a small app using Flask-Confirm: ``POST /register`` with ``email``
-    creates a user and asks for a confirmation, as an adopting app would."""
+    creates a user and asks for a confirmation, as an adopting app would.
+
+    The user model's primary key is an Integer, a String or a Uuid as
+    ``TEST_USER_KEY`` says (``"int"`` by default), and its address attribute
+    is named by ``CONFIRM_EMAIL_ATTRIBUTE`` (``email`` by default).
+    """
     # Pages on a subdomain (CONFIRM_SUBDOMAIN) need subdomain matching on.
     app = Flask(__name__, subdomain_matching="CONFIRM_SUBDOMAIN" in config)
     app.config.update(BASE_CONFIG)
@@ -44,12 +70,11 @@ def create_app(**config: t.Any) -> Flask:
     app.config.update(config)
 
     db = SQLAlchemy(app)
+    key_column, read_key = USER_KEYS[app.config.get("TEST_USER_KEY", "int")]
+    email_attribute = app.config.get("CONFIRM_EMAIL_ATTRIBUTE", "email")
 
-    class User(ConfirmableMixin, db.Model):  # type: ignore[name-defined,misc]
-        __tablename__ = "fc_test_user"
-        id = db.Column(db.Integer, primary_key=True)
-        email = db.Column(db.String(320), unique=True, nullable=False)
-        password_hash = db.Column(db.String(200), nullable=True)
+    class UserBase(ConfirmableMixin):
+        password_hash = sa.Column(sa.String(200), nullable=True)
 
         def set_password(self, password: str) -> None:
             # Few iterations: the tests check the flow, not the hashing.
@@ -62,13 +87,24 @@ def create_app(**config: t.Any) -> Flask:
                 self.password_hash, password
             )
 
+    # Built with type() so that the address attribute can have any name.
+    User: t.Any = type(
+        "User",
+        (UserBase, db.Model),
+        {
+            "__tablename__": "fc_test_user",
+            "id": key_column(),
+            email_attribute: sa.Column(sa.String(320), unique=True, nullable=False),
+        },
+    )
+
     confirm = Confirm(app, db=db, user_model=User)
     app.extensions["test_models"] = {"db": db, "User": User, "confirm": confirm}
 
     @app.post("/register")
     def register() -> tuple[dict[str, t.Any], int]:
         email = request.form.get("email") or abort(400)
-        user = User(email=email)
+        user = User(**{email_attribute: email})
         db.session.add(user)
         db.session.commit()
         job_id = confirm.send_confirmation(user)
@@ -77,7 +113,7 @@ def create_app(**config: t.Any) -> Flask:
     @app.post("/change-email")
     def change_email() -> dict[str, t.Any]:
         """What an account page would do: ``id`` and ``email`` in the form."""
-        user = db.session.get(User, int(request.form["id"])) or abort(404)
+        user = db.session.get(User, read_key(request.form["id"])) or abort(404)
         return {"job_id": confirm.request_email_change(user, request.form["email"])}
 
     @app.get("/")
