@@ -13,14 +13,20 @@ import typing as t
 import click
 from flask import current_app
 from flask.cli import with_appcontext
-from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
 from rq import SimpleWorker
 from rq import Worker
 
+from .connection import connect
+from .connection import describe
+from .connection import eviction_warning
+from .connection import fix_interrupted_reads
+from .connection import redact
+
 if t.TYPE_CHECKING:
     from flask import Flask
+    from redis import Redis
 
     from .extension import Confirm
 
@@ -80,24 +86,32 @@ def worker_command(
     confirm: Confirm = app.extensions["confirm"]
     state = confirm._get_state(app)
     settings = state.settings
-    # The worker's own connection, without the web side's socket timeout:
-    # RQ blocks on it for minutes while it waits for jobs.
-    connection = Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+    if state.redis_given:
+        # The app's own client (a shared pool, a Sentinel client): RQ raises
+        # its socket timeout above the time it blocks waiting for jobs.
+        connection = state.redis
+        where = f"{describe(connection)} (the client given to Confirm(redis=...))"
+        fix = "Start Redis, or fix the client passed as redis=."
+    else:
+        # The worker's own connection, without the web side's socket
+        # timeout: RQ blocks on it while it waits for jobs.
+        connection = connect(settings.redis_url, socket_connect_timeout=5)
+        where = f"CONFIRM_REDIS_URL ({redact(settings.redis_url)})"
+        fix = "Start Redis or point CONFIRM_REDIS_URL at it."
     try:
         connection.ping()
     except RedisError as e:
-        url = _safe_url(settings.redis_url)
-        raise click.ClickException(
-            f"Cannot reach Redis at CONFIRM_REDIS_URL ({url}): {e}. Start Redis or"
-            " point CONFIRM_REDIS_URL at it."
-        ) from e
+        raise click.ClickException(f"Cannot reach Redis at {where}: {e}. {fix}") from e
 
     _log_to_console(log_level.upper())
     click.echo(
         f"Flask-Confirm worker: queues {', '.join(queues or (settings.queue,))};"
-        f" sender {settings.sender}; Redis {_safe_url(settings.redis_url)};"
+        f" sender {settings.sender}; Redis {where};"
         f" {workers} process(es), {'forking' if fork else 'in-process'} jobs."
     )
+    warning = eviction_warning(connection)
+    if warning is not None:
+        logger.warning("Warning: %s", warning)
     run = functools.partial(
         _work,
         app,
@@ -149,6 +163,11 @@ def _work(
         connection=connection,
         job_class=state.job_class,
     )
+    # RQ has just raised the pool's socket timeout above its blocking wait,
+    # and a Sentinel pool is made to drop a reply a signal interrupts: a
+    # connection opened before (the start-up ping) would do neither.
+    fix_interrupted_reads(connection)
+    connection.connection_pool.disconnect()
     try:
         worker.work(
             burst=burst,
@@ -343,14 +362,3 @@ def resend_all_command(unconfirmed: bool, older_than: int | None) -> None:
 
 def _confirm() -> Confirm:
     return t.cast("Confirm", current_app.extensions["confirm"])
-
-
-def _safe_url(url: str) -> str:
-    """``url`` without its password, fit to print."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()

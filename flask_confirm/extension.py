@@ -25,6 +25,8 @@ from .addresses import normalize_email
 from .config import Keys
 from .config import load
 from .config import Settings
+from .connection import check_client
+from .connection import connect
 from .errors import ConfigError
 from .errors import EmailInUse
 from .errors import TokenInvalid
@@ -74,7 +76,12 @@ class _State:
     reset_serializer: TokenSerializer
     password_setter: PasswordSetter | None
     sender: Sender
+    #: The web side's client: the queue, the limits, the locks, the sweeps,
+    #: the dashboard.
     redis: Redis
+    #: Whether :attr:`redis` was handed to :meth:`Confirm.init_app` (then the
+    #: worker uses it too) rather than made from :data:`CONFIRM_REDIS_URL`.
+    redis_given: bool
     queue: Queue
     job_class: type[Job]
     limiter: RateLimiter
@@ -104,6 +111,11 @@ class Confirm:
     :param password_setter: ``setter(user, password)`` stores a new password
         (hashing it) when :data:`CONFIRM_PASSWORD_RESET` is on; without one,
         the model's own ``set_password(password)`` method is called.
+    :param redis: a redis-py client to use instead of one made from
+        :data:`CONFIRM_REDIS_URL`, for the queue, the worker, the rate limits
+        and the dashboard: the app's own shared pool, or a Sentinel client
+        such as ``Sentinel(...).master_for("mymaster")``. It must not decode
+        responses (RQ stores bytes).
     """
 
     def __init__(
@@ -115,8 +127,10 @@ class Confirm:
         dashboard_auth: DashboardAuth | None = None,
         user_loader: UserLoader | None = None,
         password_setter: PasswordSetter | None = None,
+        redis: Redis | None = None,
     ) -> None:
         self._db = db
+        self._redis = redis
         self._password_setter = password_setter
         self._user_loader: UserLoader | None = user_loader
         self._user_model = user_model
@@ -135,6 +149,7 @@ class Confirm:
         db: SQLAlchemy | None = None,
         user_model: type[ConfirmableMixin] | None = None,
         password_setter: PasswordSetter | None = None,
+        redis: Redis | None = None,
     ) -> None:
         """Set up confirmation for ``app``.
 
@@ -145,6 +160,8 @@ class Confirm:
         :param db: overrides the ``db`` given to the constructor.
         :param user_model: overrides the ``user_model`` given to the constructor.
         :param password_setter: overrides the one given to the constructor.
+        :param redis: overrides the client given to the constructor; with
+            neither, one is made from :data:`CONFIRM_REDIS_URL`.
         :raises ConfigError: a key cannot work; the message names it and the fix.
         :raises RuntimeError: this extension is already registered on ``app``.
         """
@@ -169,14 +186,23 @@ class Confirm:
             *(app.config.get("SECRET_KEY_FALLBACKS") or ()),
             t.cast("str | bytes", app.secret_key),
         ]
-        # Bounded timeouts: a Redis that is down or hangs must cost a request
-        # seconds at most, not the whole request.
-        redis = Redis.from_url(
-            settings.redis_url,
-            socket_connect_timeout=2,
-            socket_timeout=5,
-            health_check_interval=30,
-        )
+        if redis is None:
+            redis = self._redis
+        if redis is not None:
+            try:
+                check_client(redis, "redis=")
+            except (TypeError, ValueError) as e:
+                raise ConfigError(str(e)) from None
+        redis_given = redis is not None
+        if redis is None:
+            # Bounded timeouts: a Redis that is down or hangs must cost a
+            # request seconds at most, not the whole request.
+            redis = connect(
+                settings.redis_url,
+                socket_connect_timeout=2,
+                socket_timeout=5,
+                health_check_interval=30,
+            )
         job_class = make_job_class(app)
         state = _State(
             settings=settings,
@@ -189,6 +215,7 @@ class Confirm:
             password_setter=password_setter,
             sender=make_sender(app, settings),
             redis=redis,
+            redis_given=redis_given,
             queue=Queue(settings.queue, connection=redis, job_class=job_class),
             job_class=job_class,
             # Keyed per purpose from the secret key, so every instance of the

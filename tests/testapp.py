@@ -12,6 +12,8 @@ import json
 import os
 import typing as t
 
+import redis
+import redis.sentinel
 from flask import abort
 from flask import Flask
 from flask import request
@@ -23,6 +25,11 @@ from flask_confirm import Confirm
 from flask_confirm import ConfirmableMixin
 
 CONFIG_ENV = "FLASK_CONFIRM_TEST_CONFIG"
+#: A config key of the tests' own: ``{"url": ...}`` or ``{"sentinels":
+#: [[host, port], ...], "service": ..., "password": ...}`` makes the app hand
+#: Flask-Confirm a Redis client of its own (``Confirm(redis=...)``), as an
+#: app with a shared pool or a Sentinel client does.
+CLIENT_KEY = "FC_TEST_REDIS_CLIENT"
 
 BASE_CONFIG: dict[str, t.Any] = {
     "TESTING": True,
@@ -61,7 +68,7 @@ def create_app(**config: t.Any) -> Flask:
                 self.password_hash, password
             )
 
-    confirm = Confirm(app, db=db, user_model=User)
+    confirm = Confirm(app, db=db, user_model=User, redis=_client(app))
     app.extensions["test_models"] = {"db": db, "User": User, "confirm": confirm}
 
     @app.post("/register")
@@ -84,3 +91,16 @@ def create_app(**config: t.Any) -> Flask:
         return "home"
 
     return app
+
+
+def _client(app: Flask) -> redis.Redis | None:
+    spec = app.config.get(CLIENT_KEY)
+    if spec is None:
+        return None
+    if "url" in spec:
+        return redis.Redis.from_url(spec["url"])
+    sentinel = redis.sentinel.Sentinel(
+        [tuple(address) for address in spec["sentinels"]],
+        sentinel_kwargs={"password": spec.get("sentinel_password")},
+    )
+    return sentinel.master_for(spec["service"], password=spec.get("password"))
