@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import typing as t
+from pathlib import Path
 
 import pytest
 import redis
+from rq import Queue
+from rq.job import Job
 
 from conftest import AppFactory
 from conftest import SESServer
@@ -182,3 +188,83 @@ def test_send_and_resend_all_commands(
     assert sorted(str(m["To"]) for m in smtp_server.messages) == [
         f"user{i}@example.org" for i in range(4)
     ]
+
+
+RQ = str(Path(sys.executable).with_name("rq"))
+
+
+def test_plain_rq_worker_fails_the_job_clearly(
+    make_app: AppFactory,
+    app_config: dict[str, t.Any],
+    smtp_server: SMTPServer,
+    redis_url: str,
+    redis_client: redis.Redis,
+    run_flask: t.Callable[..., t.Any],
+    run_worker: t.Callable[..., t.Any],
+    tmp_path: t.Any,
+) -> None:
+    """A team's own ``rq worker`` on the confirm queue: it has no app, so the
+    job fails with a logged error that says what to run; the confirmation
+    stays requested, and the right worker sends it after a sweep."""
+    app_config.update(
+        smtp_server.config,
+        CONFIRM_ASYNC=True,
+        CONFIRM_RETRIES=0,
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'rq.sqlite'}",
+    )
+    app = make_app()
+    job_id = app.test_client().post("/register", data={"email": "ada@example.org"})
+    job_id = job_id.json["job_id"]  # type: ignore[index]
+
+    env = {k: v for k, v in os.environ.items() if k != "FLASK_APP"}
+    plain = subprocess.run(
+        [RQ, "worker", "--burst", "--url", redis_url, "confirm"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    output = plain.stdout + plain.stderr
+    assert "ran without its Flask application" in output
+    assert "flask --app <your app> confirm-worker" in output
+    assert "Working outside of application context" not in output
+    job = Job.fetch(job_id, connection=redis_client)
+    assert job.is_failed
+    assert "flask --app <your app> confirm-worker" in (
+        job.latest_result().exc_string or ""
+    )
+    assert smtp_server.messages == []
+
+    assert "requested      1" in run_flask("confirm", "status").stdout
+    assert "Queued 1 " in run_flask("confirm", "sweep", "--older-than", "0").stdout
+    assert run_worker("--burst").returncode == 0
+    assert [str(m["To"]) for m in smtp_server.messages] == ["ada@example.org"]
+
+
+def test_worker_serves_the_apps_own_queues(
+    make_app: AppFactory,
+    app_config: dict[str, t.Any],
+    smtp_server: SMTPServer,
+    redis_client: redis.Redis,
+    run_worker: t.Callable[..., t.Any],
+    tmp_path: t.Any,
+) -> None:
+    """One ``flask confirm-worker --queue confirm --queue default`` runs the
+    confirmations and the app's own jobs, each in an app context."""
+    app_config.update(
+        smtp_server.config,
+        CONFIRM_ASYNC=True,
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'own.sqlite'}",
+    )
+    app = make_app()
+    assert app.test_client().post("/register", data={"email": "ada@example.org"})
+    own = Queue("default", connection=redis_client).enqueue("testapp.app_task", 7)
+
+    result = run_worker("--burst", "--queue", "confirm", "--queue", "default")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "queues confirm, default" in result.stdout
+    own = Job.fetch(own.id, connection=redis_client)
+    assert own.is_finished, result.stdout + result.stderr
+    assert own.return_value() == {"value": 7, "app_context": True, "queue": "confirm"}
+    assert [str(m["To"]) for m in smtp_server.messages] == ["ada@example.org"]

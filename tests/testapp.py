@@ -15,7 +15,9 @@ import typing as t
 import redis
 import redis.sentinel
 from flask import abort
+from flask import current_app
 from flask import Flask
+from flask import has_app_context
 from flask import request
 from flask_sqlalchemy import SQLAlchemy
 from werkzeug.security import check_password_hash
@@ -104,3 +106,13 @@ def _client(app: Flask) -> redis.Redis | None:
         sentinel_kwargs={"password": spec.get("sentinel_password")},
     )
     return sentinel.master_for(spec["service"], password=spec.get("password"))
+
+
+def app_task(value: int) -> dict[str, t.Any]:
+    """A job of the app's own, on a queue of its own, as an app that already
+    runs RQ has: what it sees of the app."""
+    return {
+        "value": value,
+        "app_context": has_app_context(),
+        "queue": current_app.config["CONFIRM_QUEUE"] if has_app_context() else None,
+    }
