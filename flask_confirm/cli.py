@@ -282,7 +282,7 @@ def sweep_command(older_than: int | None) -> None:
 def status_command() -> None:
     """Count confirmations by state."""
     status = _confirm().status()
-    for name in ("requested", "sent", "failed", "confirmed"):
+    for name in ("none", "requested", "sent", "failed", "confirmed"):
         click.echo(f"{name:<15}{status[name]}")
     oldest = status["oldest_pending"]
     age = f"{int(oldest.total_seconds())}s" if oldest is not None else "-"
@@ -358,6 +358,49 @@ def resend_all_command(unconfirmed: bool, older_than: int | None) -> None:
 
         count = _confirm().resend_all(older_than, progress=advance)
     click.echo(f"Queued {count} confirmation(s).")
+
+
+@confirm_group.command("mark-confirmed")
+@click.option(
+    "--existing",
+    is_flag=True,
+    help="Mark every user never asked to confirm (state 'none'): the accounts"
+    " that predate Flask-Confirm.",
+)
+@click.argument("emails", metavar="[EMAIL]...", nargs=-1)
+@with_appcontext
+def mark_confirmed_command(existing: bool, emails: tuple[str, ...]) -> None:
+    """Record addresses as confirmed without a link: every existing user
+    (--existing), or the users with the addresses EMAIL. Users who were sent
+    a link and have not confirmed are never touched by --existing."""
+    if existing == bool(emails):
+        raise click.UsageError(
+            "Give --existing (every user never asked to confirm) or the EMAIL"
+            " addresses of the users to mark, not both."
+        )
+    confirm = _confirm()
+    if existing:
+        count = confirm.mark_confirmed(existing=True)
+        click.echo(f"Marked {count} existing user(s) as confirmed.")
+        return
+    users, unknown = [], []
+    for email in emails:
+        user = confirm.find_user(email)
+        if user is None:
+            unknown.append(email)
+        else:
+            users.append(user)
+    if unknown:
+        raise click.ClickException(
+            f"No user has the address(es) {', '.join(map(repr, unknown))};"
+            " nothing was marked."
+        )
+    count = confirm.mark_confirmed(users)
+    already = len({id(user) for user in users}) - count
+    click.echo(
+        f"Marked {count} user(s) as confirmed"
+        + (f" ({already} already were)." if already else ".")
+    )
 
 
 def _confirm() -> Confirm:

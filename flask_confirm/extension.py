@@ -500,9 +500,12 @@ class Confirm:
     def status(self) -> dict[str, t.Any]:
         """Count users by :attr:`~.ConfirmableMixin.confirmation_state`.
 
-        :return: ``{"requested": n, "sent": n, "failed": n, "confirmed": n,
-            "oldest_pending": timedelta | None}``, where ``oldest_pending`` is
-            the age of the oldest request not yet accepted by the provider.
+        :return: ``{"none": n, "requested": n, "sent": n, "failed": n,
+            "confirmed": n, "oldest_pending": timedelta | None}``, where
+            ``none`` counts the users never asked to confirm (accounts older
+            than Flask-Confirm, say; see :meth:`mark_confirmed`), and
+            ``oldest_pending`` is the age of the oldest request not yet
+            accepted by the provider.
         """
         return bulk.status(self._get_state())
 
@@ -518,6 +521,41 @@ class Confirm:
         :return: how many were queued again.
         """
         return bulk.retry_failed(self._get_state())
+
+    def mark_confirmed(
+        self,
+        users: t.Iterable[ConfirmableMixin] | None = None,
+        *,
+        existing: bool = False,
+    ) -> int:
+        """Record addresses as confirmed without a link: the backfill for an
+        app that adds Flask-Confirm to users it already has and trusts.
+
+        After the migration that adds the mixin's columns every existing user
+        is in state ``none``: :func:`.confirmed_required` turns them away,
+        password reset mails them nothing, and nothing will ever mail them a
+        link. ``existing=True`` marks every such user confirmed (or call
+        :meth:`resend_all` to ask them all to confirm instead). Users who were
+        asked to confirm and have not (states ``requested``, ``sent``,
+        ``failed``) are never touched by it.
+
+        Works on the database directly, 1,000 users per ``UPDATE`` and commit,
+        so a large table is fine. No :data:`.email_confirmed` signal is sent:
+        nobody confirmed anything, and a receiver that welcomes new users
+        must not mail every existing one.
+
+        :param users: mark these users (those already confirmed are left as
+            they are). Give either this or ``existing=True``.
+        :param existing: mark every user in state ``none``: never asked to
+            confirm, no email change pending.
+        :return: how many users were marked.
+        :raises ValueError: neither or both of ``users`` and ``existing``.
+        """
+        if (users is None) == (not existing):
+            raise ValueError("Pass either users or existing=True, not both.")
+        state = self._get_state()
+        user_ids = None if users is None else [primary_key(u) for u in users]
+        return bulk.mark_confirmed(state, user_ids)
 
     def make_token(self, user: ConfirmableMixin) -> str:
         """Return a new confirmation token for the address ``user`` is
