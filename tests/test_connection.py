@@ -238,6 +238,10 @@ def test_sentinel_failover_loses_nothing(
 
     wait_for(all_mailed, 60, "a mail to every registered user")
     assert worker.poll() is None, "the worker stopped"  # it carried on
+    # The dashboard reads the new master too.
+    app.extensions["confirm"].dashboard_auth(lambda: True)
+    workers = client.get("/rq/0/data/workers.json")
+    assert workers.status_code == 200 and len(workers.json["workers"]) == 1  # type: ignore[index]
     worker.terminate()
     assert worker.wait(30) == 0
     log = Path(worker.log_path).read_text()  # type: ignore[attr-defined]
