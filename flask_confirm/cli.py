@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import threading
+import time
 import typing as t
 
 import click
@@ -17,6 +18,7 @@ from redis.exceptions import RedisError
 from rq import Queue
 from rq import SimpleWorker
 from rq import Worker
+from rq.exceptions import StopRequested
 
 from .connection import connect
 from .connection import describe
@@ -154,31 +156,86 @@ def _work(
         sweeper = _PeriodicSweep(app, confirm, settings.sweep_interval)
         sweeper.start()
 
-    worker_class = Worker if fork else SimpleWorker
-    worker = worker_class(
-        [
-            Queue(name, connection=connection, job_class=state.job_class)
-            for name in queues
-        ],
-        connection=connection,
-        job_class=state.job_class,
-    )
-    # RQ has just raised the pool's socket timeout above its blocking wait,
-    # and a Sentinel pool is made to drop a reply a signal interrupts: a
-    # connection opened before (the start-up ping) would do neither.
+    worker_class = _StopAwareWorker if fork else _StopAwareSimpleWorker
+    # RQ raises the pool's socket timeout above its blocking wait when it
+    # gets the connection, and a Sentinel pool is made to drop a reply a
+    # signal interrupts: a connection opened before (the start-up ping)
+    # would do neither.
     fix_interrupted_reads(connection)
-    connection.connection_pool.disconnect()
+    pause = 1.0
     try:
-        worker.work(
-            burst=burst,
-            with_scheduler=with_scheduler,
-            max_jobs=max_jobs,
-            logging_level=log_level,
-        )
+        worker: _StopAware | None = None
+        while True:
+            started = time.monotonic()
+            try:
+                worker = worker_class(  # it names itself to Redis already
+                    [
+                        Queue(name, connection=connection, job_class=state.job_class)
+                        for name in queues
+                    ],
+                    connection=connection,
+                    job_class=state.job_class,
+                )
+                connection.connection_pool.disconnect()
+                worker.work(
+                    burst=burst,
+                    with_scheduler=with_scheduler,
+                    max_jobs=max_jobs,
+                    logging_level=log_level,
+                )
+            except StopRequested:  # a signal before RQ's loop took over
+                break
+            except RedisError as e:  # on start, outside RQ's loop
+                if burst or max_jobs is not None or _stop_asked(worker):
+                    raise
+                error = f"{type(e).__name__}: {e}"
+            else:
+                if burst or max_jobs is not None or _stop_asked(worker):
+                    break
+                error = "an error (logged above)"
+            # RQ leaves its loop on an error it does not retry, such as a
+            # Redis outage or failover at the wrong moment; a long-running
+            # worker goes on, as a supervisor would restart it.
+            if time.monotonic() - started > 60:
+                pause = 1.0
+            logger.warning(
+                "The RQ worker stopped on %s; starting it again in %g s.", error, pause
+            )
+            try:
+                time.sleep(pause)
+            except StopRequested:  # SIGTERM or SIGINT meanwhile
+                break
+            if _stop_asked(worker):
+                break
+            pause = min(pause * 2, 30.0)
     finally:
         if sweeper is not None:
             sweeper.stop()
         state.sender.close()
+
+
+class _StopAware:
+    """Remembers that a stop was asked for (``SIGTERM``, ``SIGINT``, RQ's
+    shutdown command), to tell it apart from RQ leaving its loop on an
+    error. Internal."""
+
+    stop_asked = False
+
+    def request_stop(self, signum: int, frame: t.Any) -> None:
+        self.stop_asked = True
+        super().request_stop(signum, frame)  # type: ignore[misc]
+
+
+def _stop_asked(worker: _StopAware | None) -> bool:
+    return worker is not None and worker.stop_asked
+
+
+class _StopAwareSimpleWorker(_StopAware, SimpleWorker):
+    pass
+
+
+class _StopAwareWorker(_StopAware, Worker):
+    pass
 
 
 def _supervise(run: t.Callable[[], None], count: int, db: t.Any) -> None:

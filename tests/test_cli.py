@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import typing as t
 from pathlib import Path
 
@@ -15,8 +16,10 @@ from rq import Queue
 from rq.job import Job
 
 from conftest import AppFactory
+from conftest import RedisProcess
 from conftest import SESServer
 from conftest import SMTPServer
+from conftest import wait_for
 
 LINK = re.compile(r"https://app\.example\.test/confirm/[A-Za-z0-9_.\-]+")
 
@@ -333,3 +336,46 @@ def test_mark_confirmed_command_refuses_unknown_addresses(
     for args in ((), ("--existing", "ada@example.org")):
         usage = run_flask("confirm", "mark-confirmed", *args)
         assert usage.returncode == 2 and "--existing" in usage.stderr
+
+
+def test_long_running_worker_outlives_a_redis_outage(
+    make_app: AppFactory,
+    app_config: dict[str, t.Any],
+    private_redis: RedisProcess,
+    smtp_server: SMTPServer,
+    start_worker: t.Callable[..., subprocess.Popen[str]],
+    tmp_path: t.Any,
+) -> None:
+    """Redis goes away while a job runs, for longer than redis-py retries:
+    RQ's loop gives up when it records the job, and the worker starts it
+    again (once Redis is back) instead of exiting."""
+    app_config.update(
+        smtp_server.config,
+        CONFIRM_ASYNC=True,
+        CONFIRM_REDIS_URL=private_redis.url,
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'outage.sqlite'}",
+    )
+    app = make_app()
+    connection = redis.Redis.from_url(private_redis.url)
+    slow = Queue("default", connection=connection).enqueue(
+        "testapp.app_task", 1, sleep=3
+    )
+    worker = start_worker("--queue", "confirm", "--queue", "default")
+    wait_for(
+        lambda: Job.fetch(slow.id, connection=connection).get_status() == "started",
+        30,
+        "the slow job to start",
+    )
+    connection.close()
+    private_redis.stop()
+    time.sleep(12)  # beyond redis-py's retries, and the job's end
+    private_redis.start()  # empty: the slow job's record is gone with it
+
+    registered = app.test_client().post("/register", data={"email": "ada@example.org"})
+    assert registered.json["job_id"] is not None  # type: ignore[index]
+    smtp_server.wait_for_messages(1, timeout=60)
+    assert worker.poll() is None, Path(worker.log_path).read_text()  # type: ignore[attr-defined]
+    log = Path(worker.log_path).read_text()  # type: ignore[attr-defined]
+    assert "The RQ worker stopped on" in log and "starting it again" in log
+    worker.terminate()
+    assert worker.wait(30) == 0, log

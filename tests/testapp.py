@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import typing as t
 
 import redis
@@ -108,9 +109,10 @@ def _client(app: Flask) -> redis.Redis | None:
     return sentinel.master_for(spec["service"], password=spec.get("password"))
 
 
-def app_task(value: int) -> dict[str, t.Any]:
+def app_task(value: int, sleep: float = 0) -> dict[str, t.Any]:
     """A job of the app's own, on a queue of its own, as an app that already
-    runs RQ has: what it sees of the app."""
+    runs RQ has: what it sees of the app (after ``sleep`` seconds)."""
+    time.sleep(sleep)
     return {
         "value": value,
         "app_context": has_app_context(),
