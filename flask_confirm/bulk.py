@@ -1,10 +1,10 @@
 """Operations on many users at once: bulk requests, sweeps, counts.
 
 These are what :meth:`.Confirm.send_many`, :meth:`.Confirm.resend_all`,
-:meth:`.Confirm.sweep`, :meth:`.Confirm.status`, :meth:`.Confirm.failed` and
-:meth:`.Confirm.retry_failed` do, and what the ``flask confirm`` commands call.
-They work on ids with set-based SQL and pipelined enqueues, never by loading
-every user. Internal.
+:meth:`.Confirm.sweep`, :meth:`.Confirm.status`, :meth:`.Confirm.failed`,
+:meth:`.Confirm.retry_failed` and :meth:`.Confirm.mark_confirmed` do, and
+what the ``flask confirm`` commands call. They work on ids with set-based
+SQL and pipelined enqueues, never by loading every user. Internal.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import logging
 import typing as t
 
 from redis.exceptions import LockError
+from sqlalchemy import and_
 from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy import update
@@ -169,3 +170,52 @@ def retry_failed(state: _State) -> int:
     state.db.session.rollback()
     request_again(state, user_ids)
     return len(user_ids)
+
+
+def mark_confirmed(
+    state: _State, user_ids: list[UserId] | None, chunk_size: int = 1000
+) -> int:
+    """Set ``email_confirmed_at`` on the unconfirmed users of ``user_ids``,
+    or, with ``None``, on every user never asked to confirm (state
+    ``none``): one ``UPDATE`` and commit per ``chunk_size`` users, each
+    ``UPDATE`` repeating its condition so that a user asked to confirm
+    meanwhile is left alone. How many were marked."""
+    model = state.user_model
+    session = state.db.session
+    key_column = state.key.column
+    if user_ids is not None:
+        user_ids = state.key.values(user_ids)  # a UUID key's strings back
+    unconfirmed = model.email_confirmed_at.is_(None)
+    condition = unconfirmed
+    if user_ids is None:
+        # Exactly the accounts that predate Flask-Confirm: never requested,
+        # nothing pending. A user mailed a link and yet to click is not one.
+        condition = and_(
+            unconfirmed,
+            model.confirmation_requested_at.is_(None),
+            model.pending_email.is_(None),
+        )
+    marked = 0
+    last: t.Any = None
+    while True:
+        if user_ids is not None:
+            chunk = user_ids[:chunk_size]
+            user_ids = user_ids[chunk_size:]
+        else:
+            # Keyset pagination, by primary key: ends even if rows change.
+            query = select(key_column).where(condition)
+            if last is not None:
+                query = query.where(key_column > last)
+            chunk = list(session.scalars(query.order_by(key_column).limit(chunk_size)))
+        if not chunk:
+            break
+        last = chunk[-1]
+        result = session.execute(
+            update(model)
+            .where(key_column.in_(chunk), condition)
+            .values(email_confirmed_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+        marked += getattr(result, "rowcount", 0)
+    return marked

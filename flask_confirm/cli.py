@@ -8,19 +8,27 @@ import logging
 import os
 import signal
 import threading
+import time
 import typing as t
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
-from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
 from rq import SimpleWorker
 from rq import Worker
+from rq.exceptions import StopRequested
+
+from .connection import connect
+from .connection import describe
+from .connection import eviction_warning
+from .connection import fix_interrupted_reads
+from .connection import redact
 
 if t.TYPE_CHECKING:
     from flask import Flask
+    from redis import Redis
 
     from .extension import Confirm
 
@@ -80,24 +88,32 @@ def worker_command(
     confirm: Confirm = app.extensions["confirm"]
     state = confirm._get_state(app)
     settings = state.settings
-    # The worker's own connection, without the web side's socket timeout:
-    # RQ blocks on it for minutes while it waits for jobs.
-    connection = Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+    if state.redis_given:
+        # The app's own client (a shared pool, a Sentinel client): RQ raises
+        # its socket timeout above the time it blocks waiting for jobs.
+        connection = state.redis
+        where = f"{describe(connection)} (the client given to Confirm(redis=...))"
+        fix = "Start Redis, or fix the client passed as redis=."
+    else:
+        # The worker's own connection, without the web side's socket
+        # timeout: RQ blocks on it while it waits for jobs.
+        connection = connect(settings.redis_url, socket_connect_timeout=5)
+        where = f"CONFIRM_REDIS_URL ({redact(settings.redis_url)})"
+        fix = "Start Redis or point CONFIRM_REDIS_URL at it."
     try:
         connection.ping()
     except RedisError as e:
-        url = _safe_url(settings.redis_url)
-        raise click.ClickException(
-            f"Cannot reach Redis at CONFIRM_REDIS_URL ({url}): {e}. Start Redis or"
-            " point CONFIRM_REDIS_URL at it."
-        ) from e
+        raise click.ClickException(f"Cannot reach Redis at {where}: {e}. {fix}") from e
 
     _log_to_console(log_level.upper())
     click.echo(
         f"Flask-Confirm worker: queues {', '.join(queues or (settings.queue,))};"
-        f" sender {settings.sender}; Redis {_safe_url(settings.redis_url)};"
+        f" sender {settings.sender}; Redis {where};"
         f" {workers} process(es), {'forking' if fork else 'in-process'} jobs."
     )
+    warning = eviction_warning(connection)
+    if warning is not None:
+        logger.warning("Warning: %s", warning)
     run = functools.partial(
         _work,
         app,
@@ -140,26 +156,86 @@ def _work(
         sweeper = _PeriodicSweep(app, confirm, settings.sweep_interval)
         sweeper.start()
 
-    worker_class = Worker if fork else SimpleWorker
-    worker = worker_class(
-        [
-            Queue(name, connection=connection, job_class=state.job_class)
-            for name in queues
-        ],
-        connection=connection,
-        job_class=state.job_class,
-    )
+    worker_class = _StopAwareWorker if fork else _StopAwareSimpleWorker
+    # RQ raises the pool's socket timeout above its blocking wait when it
+    # gets the connection, and a Sentinel pool is made to drop a reply a
+    # signal interrupts: a connection opened before (the start-up ping)
+    # would do neither.
+    fix_interrupted_reads(connection)
+    pause = 1.0
     try:
-        worker.work(
-            burst=burst,
-            with_scheduler=with_scheduler,
-            max_jobs=max_jobs,
-            logging_level=log_level,
-        )
+        worker: _StopAware | None = None
+        while True:
+            started = time.monotonic()
+            try:
+                worker = worker_class(  # it names itself to Redis already
+                    [
+                        Queue(name, connection=connection, job_class=state.job_class)
+                        for name in queues
+                    ],
+                    connection=connection,
+                    job_class=state.job_class,
+                )
+                connection.connection_pool.disconnect()
+                worker.work(
+                    burst=burst,
+                    with_scheduler=with_scheduler,
+                    max_jobs=max_jobs,
+                    logging_level=log_level,
+                )
+            except StopRequested:  # a signal before RQ's loop took over
+                break
+            except RedisError as e:  # on start, outside RQ's loop
+                if burst or max_jobs is not None or _stop_asked(worker):
+                    raise
+                error = f"{type(e).__name__}: {e}"
+            else:
+                if burst or max_jobs is not None or _stop_asked(worker):
+                    break
+                error = "an error (logged above)"
+            # RQ leaves its loop on an error it does not retry, such as a
+            # Redis outage or failover at the wrong moment; a long-running
+            # worker goes on, as a supervisor would restart it.
+            if time.monotonic() - started > 60:
+                pause = 1.0
+            logger.warning(
+                "The RQ worker stopped on %s; starting it again in %g s.", error, pause
+            )
+            try:
+                time.sleep(pause)
+            except StopRequested:  # SIGTERM or SIGINT meanwhile
+                break
+            if _stop_asked(worker):
+                break
+            pause = min(pause * 2, 30.0)
     finally:
         if sweeper is not None:
             sweeper.stop()
         state.sender.close()
+
+
+class _StopAware:
+    """Remembers that a stop was asked for (``SIGTERM``, ``SIGINT``, RQ's
+    shutdown command), to tell it apart from RQ leaving its loop on an
+    error. Internal."""
+
+    stop_asked = False
+
+    def request_stop(self, signum: int, frame: t.Any) -> None:
+        self.stop_asked = True
+        super().request_stop(signum, frame)  # type: ignore[misc]
+
+
+def _stop_asked(worker: _StopAware | None) -> bool:
+    return worker is not None and worker.stop_asked
+
+
+class _StopAwareSimpleWorker(_StopAware, SimpleWorker):
+    pass
+
+
+class _StopAwareWorker(_StopAware, Worker):
+    pass
 
 
 def _supervise(run: t.Callable[[], None], count: int, db: t.Any) -> None:
@@ -263,7 +339,7 @@ def sweep_command(older_than: int | None) -> None:
 def status_command() -> None:
     """Count confirmations by state."""
     status = _confirm().status()
-    for name in ("requested", "sent", "failed", "confirmed"):
+    for name in ("none", "requested", "sent", "failed", "confirmed"):
         click.echo(f"{name:<15}{status[name]}")
     oldest = status["oldest_pending"]
     age = f"{int(oldest.total_seconds())}s" if oldest is not None else "-"
@@ -341,6 +417,49 @@ def resend_all_command(unconfirmed: bool, older_than: int | None) -> None:
     click.echo(f"Queued {count} confirmation(s).")
 
 
+@confirm_group.command("mark-confirmed")
+@click.option(
+    "--existing",
+    is_flag=True,
+    help="Mark every user never asked to confirm (state 'none'): the accounts"
+    " that predate Flask-Confirm.",
+)
+@click.argument("emails", metavar="[EMAIL]...", nargs=-1)
+@with_appcontext
+def mark_confirmed_command(existing: bool, emails: tuple[str, ...]) -> None:
+    """Record addresses as confirmed without a link: every existing user
+    (--existing), or the users with the addresses EMAIL. Users who were sent
+    a link and have not confirmed are never touched by --existing."""
+    if existing == bool(emails):
+        raise click.UsageError(
+            "Give --existing (every user never asked to confirm) or the EMAIL"
+            " addresses of the users to mark, not both."
+        )
+    confirm = _confirm()
+    if existing:
+        count = confirm.mark_confirmed(existing=True)
+        click.echo(f"Marked {count} existing user(s) as confirmed.")
+        return
+    users, unknown = [], []
+    for email in emails:
+        user = confirm.find_user(email)
+        if user is None:
+            unknown.append(email)
+        else:
+            users.append(user)
+    if unknown:
+        raise click.ClickException(
+            f"No user has the address(es) {', '.join(map(repr, unknown))};"
+            " nothing was marked."
+        )
+    count = confirm.mark_confirmed(users)
+    already = len({id(user) for user in users}) - count
+    click.echo(
+        f"Marked {count} user(s) as confirmed"
+        + (f" ({already} already were)." if already else ".")
+    )
+
+
 def _confirm() -> Confirm:
     return t.cast("Confirm", current_app.extensions["confirm"])
 
@@ -350,14 +469,3 @@ def _address(user: t.Any) -> str:
     from .models import email_of
 
     return email_of(user, _confirm()._get_state().settings.email_attribute)
-
-
-def _safe_url(url: str) -> str:
-    """``url`` without its password, fit to print."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()

@@ -13,6 +13,8 @@ import os
 import typing as t
 from urllib.parse import urlsplit
 
+from .connection import check_url
+from .connection import URL_FORMS
 from .errors import ConfigError
 from .limits import parse_limit
 from .limits import Window
@@ -226,7 +228,7 @@ def load(app: Flask) -> Settings:
         mail_from = f"{mail_from[0]} <{mail_from[1]}>"
 
     return Settings(
-        redis_url=_require_str(config, Keys.REDIS_URL),
+        redis_url=_redis_url(config[Keys.REDIS_URL]),
         queue=_require_str(config, Keys.QUEUE),
         is_async=bool(config[Keys.ASYNC]),
         sender=sender,
@@ -439,6 +441,23 @@ def _retry_intervals(value: t.Any) -> tuple[int, ...]:
             f" as [10, 60, 300, 900, 3600] ([0] retries at once); got {value!r}."
         )
     return tuple(value)
+
+
+def _redis_url(value: t.Any) -> str:
+    # The value is never repeated: a Redis URL may hold a password.
+    if not isinstance(value, str) or not value:
+        raise ConfigError(
+            f"{Keys.REDIS_URL} must be a Redis URL string, not"
+            f" {type(value).__name__}; use {URL_FORMS}. (To hand Flask-Confirm a"
+            " client you made yourself, pass it as Confirm(redis=...).)"
+        )
+    try:
+        check_url(value)
+    except ValueError as e:
+        raise ConfigError(
+            f"{Keys.REDIS_URL} is not a usable Redis URL: {e}. Use {URL_FORMS}."
+        ) from None
+    return value
 
 
 def _external_url(value: t.Any) -> str:

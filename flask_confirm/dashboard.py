@@ -9,6 +9,7 @@ from flask import abort
 from flask import request
 
 from .config import Keys
+from .connection import describe
 from .errors import ConfigError
 
 if t.TYPE_CHECKING:
@@ -23,7 +24,15 @@ def mount_dashboard(app: Flask, confirm: Confirm) -> None:
     rq-dashboard's blueprint is one module-level object shared by every app, so
     no hook may be added to it; the check is an app-level ``before_request``
     that looks at ``request.blueprint``. It runs before the dashboard's own
-    hooks. Internal.
+    hooks.
+
+    Unless the app sets ``RQ_DASHBOARD_REDIS_URL`` itself, the dashboard
+    shows the Redis Flask-Confirm uses, through the same client (a Sentinel
+    client follows a failover; a client handed to ``Confirm(redis=...)`` is
+    used as it is). rq-dashboard connects from a URL, and again on every
+    page that names its instance, so it is given a description of the
+    client without credentials, for its instance menu, and its connection is
+    put back to Flask-Confirm's after each of its own hooks. Internal.
     """
     try:
         import rq_dashboard
@@ -35,11 +44,25 @@ def mount_dashboard(app: Flask, confirm: Confirm) -> None:
             f" app.config['{Keys.DASHBOARD_URL}'] = None."
         ) from e
 
-    settings = confirm._get_state(app).settings
-    app.config.setdefault("RQ_DASHBOARD_REDIS_URL", settings.redis_url)
+    state = confirm._get_state(app)
+    settings = state.settings
+    own_connection = "RQ_DASHBOARD_REDIS_URL" not in app.config
+    if own_connection:
+        app.config["RQ_DASHBOARD_REDIS_URL"] = describe(state.redis)
     setup_rq_connection(app)
     blueprint_name = rq_dashboard.blueprint.name
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=settings.dashboard_url)
+    if own_connection:
+        app.redis_conn = state.redis  # type: ignore[attr-defined]
+
+        def use_confirm_connection() -> None:
+            app.redis_conn = state.redis  # type: ignore[attr-defined]
+
+        # After rq-dashboard's own hook (registered with its blueprint just
+        # above), which connects anew from the URL on most of its pages.
+        app.before_request_funcs.setdefault(blueprint_name, []).append(
+            use_confirm_connection
+        )
 
     _exempt_from_csrf(app, rq_dashboard.blueprint)
 

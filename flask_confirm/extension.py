@@ -25,6 +25,8 @@ from .addresses import normalize_email
 from .config import Keys
 from .config import load
 from .config import Settings
+from .connection import check_client
+from .connection import connect
 from .errors import ConfigError
 from .errors import EmailInUse
 from .errors import TokenInvalid
@@ -84,7 +86,12 @@ class _State:
     reset_serializer: TokenSerializer
     password_setter: PasswordSetter | None
     sender: Sender
+    #: The web side's client: the queue, the limits, the locks, the sweeps,
+    #: the dashboard.
     redis: Redis
+    #: Whether :attr:`redis` was handed to :meth:`Confirm.init_app` (then the
+    #: worker uses it too) rather than made from :data:`CONFIRM_REDIS_URL`.
+    redis_given: bool
     queue: Queue
     job_class: type[Job]
     limiter: RateLimiter
@@ -121,6 +128,11 @@ class Confirm(t.Generic[UserT]):
     :param password_setter: ``setter(user, password)`` stores a new password
         (hashing it) when :data:`CONFIRM_PASSWORD_RESET` is on; without one,
         the model's own ``set_password(password)`` method is called.
+    :param redis: a redis-py client to use instead of one made from
+        :data:`CONFIRM_REDIS_URL`, for the queue, the worker, the rate limits
+        and the dashboard: the app's own shared pool, or a Sentinel client
+        such as ``Sentinel(...).master_for("mymaster")``. It must not decode
+        responses (RQ stores bytes).
     """
 
     def __init__(
@@ -132,8 +144,10 @@ class Confirm(t.Generic[UserT]):
         dashboard_auth: DashboardAuth | None = None,
         user_loader: UserLoader | None = None,
         password_setter: PasswordSetter | None = None,
+        redis: Redis | None = None,
     ) -> None:
         self._db = db
+        self._redis = redis
         self._password_setter = password_setter
         self._user_loader: UserLoader | None = user_loader
         self._user_model = user_model
@@ -152,6 +166,7 @@ class Confirm(t.Generic[UserT]):
         db: SQLAlchemy | None = None,
         user_model: type[UserT] | None = None,
         password_setter: PasswordSetter | None = None,
+        redis: Redis | None = None,
     ) -> None:
         """Set up confirmation for ``app``.
 
@@ -162,6 +177,8 @@ class Confirm(t.Generic[UserT]):
         :param db: overrides the ``db`` given to the constructor.
         :param user_model: overrides the ``user_model`` given to the constructor.
         :param password_setter: overrides the one given to the constructor.
+        :param redis: overrides the client given to the constructor; with
+            neither, one is made from :data:`CONFIRM_REDIS_URL`.
         :raises ConfigError: a key cannot work; the message names it and the fix.
         :raises RuntimeError: this extension is already registered on ``app``.
         """
@@ -188,14 +205,23 @@ class Confirm(t.Generic[UserT]):
             *(app.config.get("SECRET_KEY_FALLBACKS") or ()),
             t.cast("str | bytes", app.secret_key),
         ]
-        # Bounded timeouts: a Redis that is down or hangs must cost a request
-        # seconds at most, not the whole request.
-        redis = Redis.from_url(
-            settings.redis_url,
-            socket_connect_timeout=2,
-            socket_timeout=5,
-            health_check_interval=30,
-        )
+        if redis is None:
+            redis = self._redis
+        if redis is not None:
+            try:
+                check_client(redis, "redis=")
+            except (TypeError, ValueError) as e:
+                raise ConfigError(str(e)) from None
+        redis_given = redis is not None
+        if redis is None:
+            # Bounded timeouts: a Redis that is down or hangs must cost a
+            # request seconds at most, not the whole request.
+            redis = connect(
+                settings.redis_url,
+                socket_connect_timeout=2,
+                socket_timeout=5,
+                health_check_interval=30,
+            )
         job_class = make_job_class(app)
         state = _State(
             settings=settings,
@@ -209,6 +235,7 @@ class Confirm(t.Generic[UserT]):
             password_setter=password_setter,
             sender=make_sender(app, settings),
             redis=redis,
+            redis_given=redis_given,
             queue=Queue(settings.queue, connection=redis, job_class=job_class),
             job_class=job_class,
             # Keyed per purpose from the secret key, so every instance of the
@@ -491,9 +518,12 @@ class Confirm(t.Generic[UserT]):
     def status(self) -> dict[str, t.Any]:
         """Count users by :attr:`~.ConfirmableMixin.confirmation_state`.
 
-        :return: ``{"requested": n, "sent": n, "failed": n, "confirmed": n,
-            "oldest_pending": timedelta | None}``, where ``oldest_pending`` is
-            the age of the oldest request not yet accepted by the provider.
+        :return: ``{"none": n, "requested": n, "sent": n, "failed": n,
+            "confirmed": n, "oldest_pending": timedelta | None}``, where
+            ``none`` counts the users never asked to confirm (accounts older
+            than Flask-Confirm, say; see :meth:`mark_confirmed`), and
+            ``oldest_pending`` is the age of the oldest request not yet
+            accepted by the provider.
         """
         return bulk.status(self._get_state())
 
@@ -509,6 +539,41 @@ class Confirm(t.Generic[UserT]):
         :return: how many were queued again.
         """
         return bulk.retry_failed(self._get_state())
+
+    def mark_confirmed(
+        self,
+        users: t.Iterable[UserT] | None = None,
+        *,
+        existing: bool = False,
+    ) -> int:
+        """Record addresses as confirmed without a link: the backfill for an
+        app that adds Flask-Confirm to users it already has and trusts.
+
+        After the migration that adds the mixin's columns every existing user
+        is in state ``none``: :func:`.confirmed_required` turns them away,
+        password reset mails them nothing, and nothing will ever mail them a
+        link. ``existing=True`` marks every such user confirmed (or call
+        :meth:`resend_all` to ask them all to confirm instead). Users who were
+        asked to confirm and have not (states ``requested``, ``sent``,
+        ``failed``) are never touched by it.
+
+        Works on the database directly, 1,000 users per ``UPDATE`` and commit,
+        so a large table is fine. No :data:`.email_confirmed` signal is sent:
+        nobody confirmed anything, and a receiver that welcomes new users
+        must not mail every existing one.
+
+        :param users: mark these users (those already confirmed are left as
+            they are). Give either this or ``existing=True``.
+        :param existing: mark every user in state ``none``: never asked to
+            confirm, no email change pending.
+        :return: how many users were marked.
+        :raises ValueError: neither or both of ``users`` and ``existing``.
+        """
+        if (users is None) == (not existing):
+            raise ValueError("Pass either users or existing=True, not both.")
+        state = self._get_state()
+        user_ids = None if users is None else [primary_key(u) for u in users]
+        return bulk.mark_confirmed(state, user_ids)
 
     def make_token(self, user: UserT) -> str:
         """Return a new confirmation token for the address ``user`` is

@@ -261,6 +261,7 @@ def state_filters(model: type[t.Any]) -> dict[str, ColumnElement[bool]]:
     is_failed = and_(failed.is_not(None), failed >= requested)
     is_sent = and_(sent.is_not(None), sent >= requested)
     return {
+        "none": and_(unconfirmed, requested.is_(None)),
         "confirmed": confirmed,
         "failed": and_(unconfirmed, requested.is_not(None), is_failed),
         "sent": and_(unconfirmed, requested.is_not(None), is_sent, not_(is_failed)),

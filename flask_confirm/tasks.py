@@ -16,6 +16,7 @@ import typing as t
 import weakref
 
 from flask import current_app
+from flask import has_app_context
 from redis.exceptions import RedisError
 from rq import get_current_job
 from rq.job import Job
@@ -69,6 +70,28 @@ def make_job_class(app: Flask) -> type[Job]:
     return AppJob
 
 
+#: Why a job failed in a worker that has no application: RQ's own
+#: ``rq worker`` imports the job's function but not the app it needs.
+NO_APP_MESSAGE = (
+    "This Flask-Confirm job ran without its Flask application, as it does in a"
+    " plain 'rq worker', and failed. A confirmation stays recorded in the"
+    " database and the sweeper queues it again (a password reset link does"
+    " not: the user asks again). Run the queue with"
+    " 'flask --app <your app> confirm-worker' instead, which loads the app and"
+    " runs each job in an app context; add '--queue <name>' for each of your"
+    " app's own queues to serve them from the same worker."
+)
+
+
+def _this_confirm() -> Confirm:
+    """The :class:`.Confirm` of the app the job runs in, or a clear,
+    logged error when the worker gave it none."""
+    if not has_app_context():
+        logger.error(NO_APP_MESSAGE)
+        raise RuntimeError(NO_APP_MESSAGE)
+    return t.cast("Confirm", current_app.extensions["confirm"])
+
+
 def send_confirmation_job(user_id: UserId) -> str | None:
     """Mail a confirmation link to the user with ``user_id``. Runs in the worker.
 
@@ -87,7 +110,7 @@ def send_confirmation_job(user_id: UserId) -> str | None:
 
     :return: the provider's message id, which is not a secret.
     """
-    confirm = current_app.extensions["confirm"]
+    confirm = _this_confirm()
     state = confirm._get_state()
     with _user_locks(state, [user_id]) as locked:
         if not locked:
@@ -114,7 +137,7 @@ def send_batch_job(user_ids: list[UserId]) -> dict[str, int]:
 
     :return: counts of ``sent``, ``skipped`` and ``failed`` confirmations.
     """
-    confirm = current_app.extensions["confirm"]
+    confirm = _this_confirm()
     state = confirm._get_state()
     counts = {"sent": 0, "skipped": 0, "failed": 0}
     transient = 0
@@ -198,7 +221,7 @@ def drain_job() -> int:
     """
     from .queueing import drain
 
-    return drain(current_app.extensions["confirm"]._get_state())
+    return drain(_this_confirm()._get_state())
 
 
 def send_reset_job(user_id: UserId) -> str | None:
@@ -212,7 +235,7 @@ def send_reset_job(user_id: UserId) -> str | None:
 
     :return: the provider's message id.
     """
-    confirm = current_app.extensions["confirm"]
+    confirm = _this_confirm()
     state = confirm._get_state()
     user = state.db.session.get(state.user_model, state.key.value(user_id))
     message: EmailMessage | None = None

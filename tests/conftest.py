@@ -87,15 +87,23 @@ class RedisProcess:
     """A private redis-server on a free port, which a test may stop and start
     again on the same port without harming anything else on the machine."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *args: str, password: str | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed; the tests need it.")
         self.binary, self.workdir, self.port = binary, workdir, free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        #: More redis-server options, such as ("--maxmemory-policy", "allkeys-lru").
+        self.args = list(args)
+        self.password = password
+        if password is not None:
+            self.args += ["--requirepass", password, "--masterauth", password]
+        auth = f":{password}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        workdir = self.workdir / f"redis-{self.port}"
+        workdir.mkdir(exist_ok=True)
         self.proc = subprocess.Popen(
             [
                 self.binary,
@@ -108,7 +116,8 @@ class RedisProcess:
                 "--appendonly",
                 "no",
                 "--dir",
-                str(self.workdir),
+                str(workdir),
+                *self.args,
             ],
             stdout=subprocess.DEVNULL,
         )
@@ -139,6 +148,147 @@ def private_redis(tmp_path: Path) -> cabc.Iterator[RedisProcess]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture()
+def make_redis(tmp_path: Path) -> cabc.Iterator[t.Callable[..., RedisProcess]]:
+    """Start a redis-server of this test's own with options of its own:
+    ``make_redis("--maxmemory-policy", "allkeys-lru")``."""
+    servers: list[RedisProcess] = []
+
+    def make(*args: str, password: str | None = None) -> RedisProcess:
+        server = RedisProcess(tmp_path, *args, password=password)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+class SentinelGroup:
+    """A master, a replica of it, and a Redis Sentinel watching them, each a
+    private process on a free port; :meth:`failover` promotes the replica.
+
+    The servers ask for ``password`` and the Sentinel for
+    ``sentinel_password``, so that the tests also show neither is printed.
+    """
+
+    SERVICE = "mymaster"
+
+    def __init__(self, workdir: Path, password: str, sentinel_password: str) -> None:
+        self.password, self.sentinel_password = password, sentinel_password
+        self.master = RedisProcess(workdir, password=password)
+        self.master.start()
+        self.replica = RedisProcess(
+            workdir,
+            "--replicaof",
+            "127.0.0.1",
+            str(self.master.port),
+            password=password,
+        )
+        self.replica.start()
+        self.port = free_port()
+        config = workdir / f"sentinel-{self.port}.conf"
+        # Sentinel rewrites its configuration file as it learns; it must be
+        # its own, and writable.
+        config.write_text(
+            f"port {self.port}\n"
+            "bind 127.0.0.1\n"
+            f"dir {workdir}\n"
+            f"requirepass {sentinel_password}\n"
+            f"sentinel monitor {self.SERVICE} 127.0.0.1 {self.master.port} 1\n"
+            f"sentinel auth-pass {self.SERVICE} {password}\n"
+            f"sentinel down-after-milliseconds {self.SERVICE} 1000\n"
+            f"sentinel failover-timeout {self.SERVICE} 5000\n"
+        )
+        self.proc = subprocess.Popen(
+            [self.master.binary, str(config), "--sentinel"], stdout=subprocess.DEVNULL
+        )
+        self.client = redis.Redis(
+            port=self.port, password=sentinel_password, decode_responses=True
+        )
+        wait_for(self._sees_replica, 30, "Sentinel to see the master and its replica")
+
+    @property
+    def url(self) -> str:
+        return (
+            f"redis+sentinel://:{self.password}@127.0.0.1:{self.port}"
+            f"/{self.SERVICE}/0?sentinel_password={self.sentinel_password}"
+        )
+
+    @property
+    def client_spec(self) -> dict[str, t.Any]:
+        """The same, for :data:`testapp.CLIENT_KEY`."""
+        return {
+            "sentinels": [["127.0.0.1", self.port]],
+            "service": self.SERVICE,
+            "password": self.password,
+            "sentinel_password": self.sentinel_password,
+        }
+
+    def master_port(self) -> int:
+        _, port = self.client.sentinel_get_master_addr_by_name(self.SERVICE)
+        return int(port)
+
+    def _sees_replica(self) -> bool:
+        try:
+            replicas = self.client.sentinel_slaves(self.SERVICE)
+        except redis.RedisError:
+            return False
+        return any(
+            "s_down" not in r["flags"] and r.get("master-link-status") == "ok"
+            for r in replicas
+        )
+
+    def failover(self) -> None:
+        """Promote the replica (SENTINEL FAILOVER), and wait until Sentinel
+        names it as the master, it acts as one, and the old master has been
+        turned into its replica.
+
+        That last step comes at Sentinel's next look at the old master, up to
+        10 s later. Until then the old master still takes writes from the
+        clients connected to it, and loses them when it becomes a replica:
+        the split-brain window every Sentinel deployment has."""
+        old = self.master_port()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.client.execute_command("SENTINEL FAILOVER", self.SERVICE)
+                break
+            except redis.ResponseError:  # NOGOODSLAVE until its INFO is fresh
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        wait_for(lambda: self.master_port() != old, 30, "Sentinel to switch masters")
+        new = redis.Redis(port=self.master_port(), password=self.password)
+        wait_for(
+            lambda: new.info("replication")["role"] == "master", 30, "the new master"
+        )
+        new.close()
+        demoted = redis.Redis(port=old, password=self.password)
+        wait_for(
+            lambda: demoted.info("replication")["role"] == "slave",
+            30,
+            "the old master to become a replica",
+        )
+        demoted.close()
+
+    def stop(self) -> None:
+        self.client.close()
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.replica.stop()
+        self.master.stop()
+
+
+@pytest.fixture()
+def sentinel_group(tmp_path: Path) -> cabc.Iterator[SentinelGroup]:
+    """A master, a replica and a Sentinel of this test's own."""
+    group = SentinelGroup(tmp_path, "data-secret-7f3a", "sentinel-secret-91bc")
+    yield group
+    group.stop()
 
 
 @pytest.fixture(scope="session")

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import time
 import typing as t
+from pathlib import Path
 
 import pytest
 import redis
+from rq import Queue
+from rq.job import Job
 
 from conftest import AppFactory
+from conftest import RedisProcess
 from conftest import SESServer
 from conftest import SMTPServer
+from conftest import wait_for
 
 LINK = re.compile(r"https://app\.example\.test/confirm/[A-Za-z0-9_.\-]+")
 
@@ -182,3 +191,191 @@ def test_send_and_resend_all_commands(
     assert sorted(str(m["To"]) for m in smtp_server.messages) == [
         f"user{i}@example.org" for i in range(4)
     ]
+
+
+RQ = str(Path(sys.executable).with_name("rq"))
+
+
+def test_plain_rq_worker_fails_the_job_clearly(
+    make_app: AppFactory,
+    app_config: dict[str, t.Any],
+    smtp_server: SMTPServer,
+    redis_url: str,
+    redis_client: redis.Redis,
+    run_flask: t.Callable[..., t.Any],
+    run_worker: t.Callable[..., t.Any],
+    tmp_path: t.Any,
+) -> None:
+    """A team's own ``rq worker`` on the confirm queue: it has no app, so the
+    job fails with a logged error that says what to run; the confirmation
+    stays requested, and the right worker sends it after a sweep."""
+    app_config.update(
+        smtp_server.config,
+        CONFIRM_ASYNC=True,
+        CONFIRM_RETRIES=0,
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'rq.sqlite'}",
+    )
+    app = make_app()
+    job_id = app.test_client().post("/register", data={"email": "ada@example.org"})
+    job_id = job_id.json["job_id"]  # type: ignore[index]
+
+    env = {k: v for k, v in os.environ.items() if k != "FLASK_APP"}
+    plain = subprocess.run(
+        [RQ, "worker", "--burst", "--url", redis_url, "confirm"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    output = plain.stdout + plain.stderr
+    assert "ran without its Flask application" in output
+    assert "flask --app <your app> confirm-worker" in output
+    assert "Working outside of application context" not in output
+    job = Job.fetch(job_id, connection=redis_client)
+    assert job.is_failed
+    assert "flask --app <your app> confirm-worker" in (
+        job.latest_result().exc_string or ""
+    )
+    assert smtp_server.messages == []
+
+    assert "requested      1" in run_flask("confirm", "status").stdout
+    assert "Queued 1 " in run_flask("confirm", "sweep", "--older-than", "0").stdout
+    assert run_worker("--burst").returncode == 0
+    assert [str(m["To"]) for m in smtp_server.messages] == ["ada@example.org"]
+
+
+def test_worker_serves_the_apps_own_queues(
+    make_app: AppFactory,
+    app_config: dict[str, t.Any],
+    smtp_server: SMTPServer,
+    redis_client: redis.Redis,
+    run_worker: t.Callable[..., t.Any],
+    tmp_path: t.Any,
+) -> None:
+    """One ``flask confirm-worker --queue confirm --queue default`` runs the
+    confirmations and the app's own jobs, each in an app context."""
+    app_config.update(
+        smtp_server.config,
+        CONFIRM_ASYNC=True,
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'own.sqlite'}",
+    )
+    app = make_app()
+    assert app.test_client().post("/register", data={"email": "ada@example.org"})
+    own = Queue("default", connection=redis_client).enqueue("testapp.app_task", 7)
+
+    result = run_worker("--burst", "--queue", "confirm", "--queue", "default")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "queues confirm, default" in result.stdout
+    own = Job.fetch(own.id, connection=redis_client)
+    assert own.is_finished, result.stdout + result.stderr
+    assert own.return_value() == {"value": 7, "app_context": True, "queue": "confirm"}
+    assert [str(m["To"]) for m in smtp_server.messages] == ["ada@example.org"]
+
+
+def test_mark_confirmed_command(
+    make_app: AppFactory,
+    app_config: dict[str, t.Any],
+    database_url: str,
+    run_flask: t.Callable[..., t.Any],
+) -> None:
+    """The backfill after the migration: the users the app had are marked
+    confirmed; a user mailed a link and yet to click is left alone."""
+    app_config.update(SQLALCHEMY_DATABASE_URI=database_url)
+    app = make_app()
+    db, User = models(app)["db"], models(app)["User"]
+    confirm = app.extensions["confirm"]
+    with app.app_context():
+        db.session.add_all(User(email=f"old{i}@example.org") for i in range(3))
+        db.session.add(User(email="new@example.org"))
+        db.session.commit()
+        confirm.send_confirmation(User.query.filter_by(email="new@example.org").one())
+
+    def status() -> str:
+        result = run_flask("confirm", "status")
+        assert result.returncode == 0, result.stderr
+        return t.cast(str, result.stdout)
+
+    assert "none           3" in status() and "sent           1" in status()
+    marked = run_flask("confirm", "mark-confirmed", "--existing")
+    assert marked.returncode == 0, marked.stderr
+    assert "Marked 3 existing user(s) as confirmed." in marked.stdout
+    after = status()
+    assert "none           0" in after and "confirmed      3" in after
+    assert "sent           1" in after  # never touched by --existing
+
+    named = run_flask(
+        "confirm", "mark-confirmed", "NEW@example.org", "old0@example.org"
+    )
+    assert named.returncode == 0, named.stderr
+    assert "Marked 1 user(s) as confirmed (1 already were)." in named.stdout
+    assert "confirmed      4" in status()
+
+
+def test_mark_confirmed_command_refuses_unknown_addresses(
+    make_app: AppFactory,
+    app_config: dict[str, t.Any],
+    run_flask: t.Callable[..., t.Any],
+    tmp_path: t.Any,
+) -> None:
+    app_config.update(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'mark.sqlite'}")
+    app = make_app()
+    db, User = models(app)["db"], models(app)["User"]
+    with app.app_context():
+        db.session.add(User(email="ada@example.org"))
+        db.session.commit()
+
+    unknown = run_flask(
+        "confirm", "mark-confirmed", "ada@example.org", "nobody@example.org", "typo"
+    )
+    assert unknown.returncode == 1
+    assert "'nobody@example.org', 'typo'" in unknown.stderr
+    assert "nothing was marked" in unknown.stderr
+    with app.app_context():
+        assert User.query.one().confirmation_state == "none"
+    for args in ((), ("--existing", "ada@example.org")):
+        usage = run_flask("confirm", "mark-confirmed", *args)
+        assert usage.returncode == 2 and "--existing" in usage.stderr
+
+
+def test_long_running_worker_outlives_a_redis_outage(
+    make_app: AppFactory,
+    app_config: dict[str, t.Any],
+    private_redis: RedisProcess,
+    smtp_server: SMTPServer,
+    start_worker: t.Callable[..., subprocess.Popen[str]],
+    tmp_path: t.Any,
+) -> None:
+    """Redis goes away while a job runs, for longer than redis-py retries:
+    RQ's loop gives up when it records the job, and the worker starts it
+    again (once Redis is back) instead of exiting."""
+    app_config.update(
+        smtp_server.config,
+        CONFIRM_ASYNC=True,
+        CONFIRM_REDIS_URL=private_redis.url,
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'outage.sqlite'}",
+    )
+    app = make_app()
+    connection = redis.Redis.from_url(private_redis.url)
+    slow = Queue("default", connection=connection).enqueue(
+        "testapp.app_task", 1, sleep=3
+    )
+    worker = start_worker("--queue", "confirm", "--queue", "default")
+    wait_for(
+        lambda: Job.fetch(slow.id, connection=connection).get_status() == "started",
+        30,
+        "the slow job to start",
+    )
+    connection.close()
+    private_redis.stop()
+    time.sleep(12)  # beyond redis-py's retries, and the job's end
+    private_redis.start()  # empty: the slow job's record is gone with it
+
+    registered = app.test_client().post("/register", data={"email": "ada@example.org"})
+    assert registered.json["job_id"] is not None  # type: ignore[index]
+    smtp_server.wait_for_messages(1, timeout=60)
+    assert worker.poll() is None, Path(worker.log_path).read_text()  # type: ignore[attr-defined]
+    log = Path(worker.log_path).read_text()  # type: ignore[attr-defined]
+    assert "The RQ worker stopped on" in log and "starting it again" in log
+    worker.terminate()
+    assert worker.wait(30) == 0, log

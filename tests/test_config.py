@@ -310,3 +310,77 @@ def test_one_instance_serves_two_apps() -> None:
 def test_state_outside_registered_app_explains() -> None:
     with Flask(__name__).app_context(), pytest.raises(RuntimeError, match="init_app"):
         Confirm().queue  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("localhost:6379", "does not start with redis://"),
+        ("http://127.0.0.1:6379/0", "does not start with redis://"),
+        ("redis://127.0.0.1:notaport/0", "cannot be parsed"),
+        ("redis://127.0.0.1:6379/zero", "must be a number"),
+        # A password with an unescaped "/", "?" or "#" ends up after the host,
+        # where nothing could mask it when printed.
+        ("redis://:pass/w0rd@127.0.0.1:6379/0", "percent-encode"),
+        ("redis://:pass?w0rd@127.0.0.1:6379/0", "percent-encode"),
+        ("redis://:pass#w0rd@127.0.0.1:6379/0", "percent-encode"),
+        ("redis+sentinel://127.0.0.1:26379", "names no service"),
+        ("redis+sentinel://127.0.0.1:26379/", "names no service"),
+        ("redis+sentinel://127.0.0.1:26379/mymaster/zero", "/service_name/db"),
+        ("redis+sentinel://127.0.0.1:26379/a/0/b", "/service_name/db"),
+        ("redis+sentinel://127.0.0.1:port/mymaster", "host:port"),
+        ("redis+sentinel://h1:26379,,h2:26379/mymaster", "host:port"),
+        ("redis+sentinel://h1:26379/mymaster?socket_timeout=1", "'socket_timeout'"),
+    ],
+)
+def test_bad_redis_url_is_a_config_error(url: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        create_app(**{Keys.REDIS_URL: url})
+    message = str(info.value)
+    assert Keys.REDIS_URL in message and reason in message
+    assert "redis+sentinel://[[user]:password@]host:port" in message  # the forms
+    assert "w0rd" not in message and url not in message
+
+
+@pytest.mark.parametrize("value", [None, "", 6379, ["redis://127.0.0.1"]])
+def test_redis_url_of_the_wrong_type_is_a_config_error(value: t.Any) -> None:
+    with pytest.raises(ConfigError, match=rf"{Keys.REDIS_URL} must be a Redis URL"):
+        create_app(**{Keys.REDIS_URL: value})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379/0",
+        "redis://:p%40ss%2Fw0rd@127.0.0.1/1",
+        "redis://user:pw@127.0.0.1:6379",
+        "rediss://127.0.0.1:6380/0",
+        "unix:///run/redis/redis.sock?db=2",
+        "redis://127.0.0.1:6379/0?password=pw",
+        "redis+sentinel://127.0.0.1:26379/mymaster",
+        "redis+sentinel://:pw@h1:26379,h2:26380,h3/mymaster/3",
+        "redis+sentinel://h1:26379/mymaster/0?sentinel_password=spw",
+    ],
+)
+def test_good_redis_urls_are_accepted(url: str) -> None:
+    app = create_app(**{Keys.REDIS_URL: url})  # nothing connects yet
+    with app.app_context():
+        assert app.extensions["confirm"]._get_state().settings.redis_url == url
+
+
+def test_redis_client_must_be_a_redis_client() -> None:
+    import redis
+
+    app, db = _bare_app()
+
+    class User(ConfirmableMixin, db.Model):  # type: ignore[name-defined,misc]
+        id = db.Column(db.Integer, primary_key=True)
+        email = db.Column(db.String(320))
+
+    with pytest.raises(ConfigError, match=r"redis= must be a redis\.Redis client"):
+        Confirm(app, db=db, user_model=User, redis="redis://x")  # type: ignore[arg-type]
+    # RQ stores pickled jobs: a client that decodes responses cannot read them.
+    decoding = redis.Redis(decode_responses=True)
+    with pytest.raises(ConfigError, match="decode_responses"):
+        Confirm().init_app(app, db=db, user_model=User, redis=decoding)
+    assert "confirm" not in app.extensions

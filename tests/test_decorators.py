@@ -6,6 +6,7 @@ import typing as t
 
 import pytest
 from flask import Flask
+from flask import request
 from flask import session
 from flask_login import login_user
 from flask_login import LoginManager
@@ -120,3 +121,36 @@ def test_without_any_way_to_know_the_user_it_says_so(make_app: AppFactory) -> No
     app.config["PROPAGATE_EXCEPTIONS"] = True
     with pytest.raises(RuntimeError, match=r"Flask-Login.*user_loader"):
         app.test_client().get("/secret")
+
+
+def test_view_that_shows_and_posts(loader_app: Flask) -> None:
+    """A form view on GET and POST, as apps write them: a confirmed user's
+    POST reaches the view with its form; an unconfirmed user's is sent to
+    the resend page with a 302, which the browser follows with a GET, so the
+    form is never re-posted to the resend page (a 307 would post it there)."""
+
+    @loader_app.route("/posts/new", methods=["GET", "POST"])
+    @confirmed_required
+    def new_post() -> tuple[str, int]:
+        if request.method == "POST":
+            return f"posted {request.form['title']}", 201
+        return '<form method="post"><input name="title"></form>', 200
+
+    client = loader_app.test_client()
+    client.post("/login/2")  # confirmed
+    assert client.get("/posts/new").status_code == 200
+    posted = client.post("/posts/new", data={"title": "Hello", "email": "x@y.z"})
+    assert (posted.status_code, posted.data) == (201, b"posted Hello")
+
+    client = loader_app.test_client()
+    client.post("/login/1")  # not confirmed
+    refused = client.post("/posts/new", data={"title": "Hello", "email": "x@y.z"})
+    assert refused.status_code == 302 and refused.location == "/confirm/resend"
+    followed = client.post(
+        "/posts/new", data={"title": "Hello", "email": "x@y.z"}, follow_redirects=True
+    )
+    assert followed.request.method == "GET"
+    assert followed.request.path == "/confirm/resend"
+    assert b"Please confirm your email address to continue." in followed.data
+    with loader_app.app_context():
+        assert loader_app.extensions["confirm"].sender.outbox == []  # no resend

@@ -11,12 +11,17 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import time
 import typing as t
 import uuid
 
+import redis
+import redis.sentinel
 import sqlalchemy as sa
 from flask import abort
+from flask import current_app
 from flask import Flask
+from flask import has_app_context
 from flask import request
 from flask_sqlalchemy import SQLAlchemy
 from werkzeug.security import check_password_hash
@@ -26,6 +31,11 @@ from flask_confirm import Confirm
 from flask_confirm import ConfirmableMixin
 
 CONFIG_ENV = "FLASK_CONFIRM_TEST_CONFIG"
+#: A config key of the tests' own: ``{"url": ...}`` or ``{"sentinels":
+#: [[host, port], ...], "service": ..., "password": ...}`` makes the app hand
+#: Flask-Confirm a Redis client of its own (``Confirm(redis=...)``), as an
+#: app with a shared pool or a Sentinel client does.
+CLIENT_KEY = "FC_TEST_REDIS_CLIENT"
 
 #: ``TEST_USER_KEY`` picks the user model's primary key: what it is, and how
 #: an id read from a form becomes one.
@@ -98,7 +108,7 @@ def create_app(**config: t.Any) -> Flask:
         },
     )
 
-    confirm = Confirm(app, db=db, user_model=User)
+    confirm = Confirm(app, db=db, user_model=User, redis=_client(app))
     app.extensions["test_models"] = {"db": db, "User": User, "confirm": confirm}
 
     @app.post("/register")
@@ -121,3 +131,27 @@ def create_app(**config: t.Any) -> Flask:
         return "home"
 
     return app
+
+
+def _client(app: Flask) -> redis.Redis | None:
+    spec = app.config.get(CLIENT_KEY)
+    if spec is None:
+        return None
+    if "url" in spec:
+        return redis.Redis.from_url(spec["url"])
+    sentinel = redis.sentinel.Sentinel(
+        [tuple(address) for address in spec["sentinels"]],
+        sentinel_kwargs={"password": spec.get("sentinel_password")},
+    )
+    return sentinel.master_for(spec["service"], password=spec.get("password"))
+
+
+def app_task(value: int, sleep: float = 0) -> dict[str, t.Any]:
+    """A job of the app's own, on a queue of its own, as an app that already
+    runs RQ has: what it sees of the app (after ``sleep`` seconds)."""
+    time.sleep(sleep)
+    return {
+        "value": value,
+        "app_context": has_app_context(),
+        "queue": current_app.config["CONFIRM_QUEUE"] if has_app_context() else None,
+    }
