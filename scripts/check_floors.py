@@ -1,14 +1,17 @@
-"""Check that the running environment holds every floor pyproject.toml states.
+"""The floors pyproject.toml states: as constraints, and checked once installed.
 
-``scripts/dev lowest`` installs with uv's ``lowest-direct`` resolution, then
-runs this with the new environment's Python. A resolver may quietly pick a
-version above a floor (no wheel of the floor for this Python, a conflict with
-another floor); the suite would then pass on something else than what
-pyproject.toml promises. So each requirement of the project, of its extras and
-of the ``dev`` group must have a ``>=`` floor, and exactly that version must be
-the one installed. Exits non-zero, naming each one that is not.
+``scripts/dev lowest`` writes the floors as constraints (``name==floor``, one a
+line, with ``--constraints``), installs with them and uv's ``lowest-direct``
+resolution, then runs this again with the new environment's Python to check
+them. Without the constraints a resolver may quietly pick a version above a
+floor (no wheel of the floor for this Python, or a newer dependency of a
+dependency that needs it), and the suite would pass on something else than
+what pyproject.toml promises. So each requirement of the project, of its
+extras and of the ``dev`` group must have a ``>=`` floor, and exactly that
+version must be the one installed. Exits non-zero, naming each one that is
+not.
 
-Usage: python scripts/check_floors.py path/to/pyproject.toml
+Usage: python scripts/check_floors.py [--constraints] path/to/pyproject.toml
 """
 
 from __future__ import annotations
@@ -49,16 +52,31 @@ def requirements(pyproject: dict[str, t.Any]) -> cabc.Iterator[str]:
     yield from group("dev")
 
 
-def problems(pyproject: dict[str, t.Any]) -> list[str]:
-    found = []
+def floors(pyproject: dict[str, t.Any]) -> cabc.Iterator[tuple[str, str | None]]:
+    """Each requirement (but the project itself) and its ``>=`` floor."""
     for text in requirements(pyproject):
         req = Requirement(text)
         if canonicalize_name(req.name) == PROJECT:
             continue  # the project itself, installed from the checkout
         if req.marker is not None and not req.marker.evaluate():
             continue
-        floors = [s.version for s in req.specifier if s.operator == ">="]
-        if not floors:
+        found = [s.version for s in req.specifier if s.operator == ">="]
+        yield text, found[0] if found else None
+
+
+def constraints(pyproject: dict[str, t.Any]) -> list[str]:
+    return [
+        f"{Requirement(text).name}=={floor}"
+        for text, floor in floors(pyproject)
+        if floor is not None
+    ]
+
+
+def problems(pyproject: dict[str, t.Any]) -> list[str]:
+    found = []
+    for text, floor in floors(pyproject):
+        req = Requirement(text)
+        if floor is None:
             found.append(f"{text}: no '>=' floor, so nothing says what is supported")
             continue
         try:
@@ -66,9 +84,9 @@ def problems(pyproject: dict[str, t.Any]) -> list[str]:
         except importlib.metadata.PackageNotFoundError:
             found.append(f"{text}: not installed")
             continue
-        if Version(installed) != Version(floors[0]):
+        if Version(installed) != Version(floor):
             found.append(
-                f"{text}: {installed} is installed, not the floor {floors[0]}"
+                f"{text}: {installed} is installed, not the floor {floor}"
                 " (is the floor installable on this Python? raise it to the"
                 " lowest version that is)"
             )
@@ -76,9 +94,16 @@ def problems(pyproject: dict[str, t.Any]) -> list[str]:
 
 
 def main() -> int:
-    path = Path(sys.argv[1] if len(sys.argv) > 1 else "pyproject.toml")
+    args = sys.argv[1:]
+    emit = "--constraints" in args
+    args = [a for a in args if a != "--constraints"]
+    path = Path(args[0] if args else "pyproject.toml")
     with path.open("rb") as f:
-        found = problems(tomllib.load(f))
+        pyproject = tomllib.load(f)
+    if emit:
+        print("\n".join(constraints(pyproject)))
+        return 0
+    found = problems(pyproject)
     python = ".".join(map(str, sys.version_info[:3]))
     if found:
         print(f"Floors not held on Python {python} ({path}):", file=sys.stderr)
