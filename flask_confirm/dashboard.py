@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import typing as t
 from urllib.parse import urlsplit
 
@@ -38,9 +39,21 @@ def mount_dashboard(app: Flask, confirm: Confirm) -> None:
         import rq_dashboard
         from rq_dashboard.web import setup_rq_connection
     except ImportError as e:
+        if isinstance(e, ModuleNotFoundError) and e.name == "rq_dashboard":
+            raise ConfigError(
+                f"{Keys.DASHBOARD_URL} is set but rq-dashboard is not installed:"
+                " install 'flask-confirm[dashboard]', or set"
+                f" app.config['{Keys.DASHBOARD_URL}'] = None."
+            ) from e
+        # Installed but broken: an old release against a newer rq, or a
+        # module it imports without declaring it. Say which.
         raise ConfigError(
-            f"{Keys.DASHBOARD_URL} is set but rq-dashboard is not installed:"
-            " install 'flask-confirm[dashboard]', or set"
+            f"{Keys.DASHBOARD_URL} is set but rq-dashboard"
+            f" {_version('rq-dashboard')} failed to import with rq"
+            f" {_version('rq')}: {type(e).__name__}: {e}. Install"
+            " 'flask-confirm[dashboard]' again (pip install --upgrade"
+            " 'flask-confirm[dashboard]' brings an rq-dashboard that works"
+            " with rq 2 and later, and the modules it needs), or set"
             f" app.config['{Keys.DASHBOARD_URL}'] = None."
         ) from e
 
@@ -104,6 +117,13 @@ def _exempt_from_csrf(app: Flask, blueprint: t.Any) -> None:
     exempt = getattr(csrf, "exempt", None)
     if callable(exempt):
         exempt(blueprint)
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "(unknown version)"
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

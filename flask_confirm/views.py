@@ -17,6 +17,7 @@ from flask import redirect
 from flask import request
 from flask import url_for
 from redis.exceptions import RedisError
+from werkzeug.wsgi import LimitedStream
 
 from .addresses import InvalidEmail
 from .addresses import normalize_email
@@ -107,12 +108,21 @@ def create_blueprint(settings: Settings) -> Blueprint:
     @bp.before_request
     def limit_body() -> None:
         # These endpoints take an address and a button press: anything large
-        # is not for us, and is refused before it is parsed.
-        request.max_content_length = settings.max_content_length
-        request.max_form_memory_size = settings.max_content_length
+        # is not for us, and is refused before it is parsed. A body of known
+        # length is never read past it; one the server ends itself (chunked,
+        # wsgi.input_terminated) is capped as Werkzeug caps it for
+        # max_content_length, 413 past the limit. Not by setting
+        # request.max_content_length: Flask 3.0 makes it read-only, and the
+        # app's own MAX_CONTENT_LENGTH, when smaller, is to hold here too.
+        limit = settings.max_content_length
         length = request.content_length
-        if length is not None and length > settings.max_content_length:
+        if length is not None and length > limit:
             abort(413)
+        environ = request.environ
+        if "wsgi.input_terminated" in environ:
+            environ["wsgi.input"] = LimitedStream(
+                environ["wsgi.input"], limit, is_max=True
+            )
 
     @bp.after_app_request
     def finish(response: Response) -> Response:

@@ -144,7 +144,12 @@ def test_workers_option_runs_several_processes(
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 process(es)" in result.stdout
     assert sorted(str(m["To"]) for m in smtp_server.messages) == sorted(emails)
-    names = set(re.findall(r"Worker ([0-9a-f]{32}): done, quitting", result.stdout))
+    # RQ names the worker by its name, or (before 2.4.1) by its Redis key.
+    names = set(
+        re.findall(
+            r"Worker (?:rq:worker:)?([0-9a-f]{32}): done, quitting", result.stdout
+        )
+    )
     assert len(names) == 2
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import subprocess
 import sys
+import textwrap
 import typing as t
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -120,6 +124,42 @@ def test_dashboard_without_rq_dashboard_is_a_config_error(
     with pytest.raises(ConfigError, match=r"CONFIRM_DASHBOARD_URL.*= None"):
         create_app()
     assert "rq_dashboard" not in create_app(**{Keys.DASHBOARD_URL: None}).blueprints
+
+
+def test_dashboard_that_fails_to_import_says_why() -> None:
+    # rq-dashboard is installed but cannot import (here: six, which it uses
+    # without declaring it, is made unimportable; rq-dashboard 0.8.0 with
+    # rq 2 fails the same way on pop_connection). A fresh interpreter, so
+    # that rq-dashboard really is imported and fails.
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["six"] = None
+        from flask_confirm import ConfigError
+        from testapp import create_app
+        try:
+            create_app()
+        except ConfigError as e:
+            print(e)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    message = result.stdout
+    assert "CONFIRM_DASHBOARD_URL" in message, result
+    assert "not installed" not in message
+    assert "rq-dashboard " + importlib.metadata.version("rq-dashboard") in message
+    assert "failed to import with rq " + importlib.metadata.version("rq") in message
+    assert "ModuleNotFoundError" in message
+    assert "six" in message
+    assert "pip install --upgrade 'flask-confirm[dashboard]'" in message
+    assert "= None" in message
 
 
 def _bare_app() -> tuple[Flask, SQLAlchemy]:

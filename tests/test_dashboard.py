@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import typing as t
+from pathlib import Path
 
 import pytest
+import rq_dashboard
 from flask import abort
 from flask import Flask
 from flask import request
@@ -29,6 +31,14 @@ if t.TYPE_CHECKING:
 
 EMAIL = "ada@example.org"
 
+#: The jQuery file rq-dashboard ships (its version changes with rq-dashboard's).
+JQUERY = next(
+    path.name
+    for path in (Path(rq_dashboard.__file__).parent / "static" / "js").glob(
+        "jquery-*.min.js"
+    )
+)
+
 #: Dashboard URLs (relative to its mount point) of every kind: pages, JSON
 #: data, static files.
 READ_URLS = [
@@ -39,7 +49,7 @@ READ_URLS = [
     "/0/data/workers.json",
     "/0/data/jobs/confirm/queued/8/asc/1.json",
     "/static/css/main.css",
-    "/static/js/jquery-3.5.1.min.js",
+    f"/static/js/{JQUERY}",
     "/favicon.ico",
 ]
 

@@ -23,11 +23,15 @@ import typing as t
 from urllib.parse import quote
 
 import redis
+from flask import Request
 from flask import request
+from flask.testing import EnvironBuilder
 from hypothesis import given
 from hypothesis import HealthCheck
 from hypothesis import settings
 from hypothesis import strategies as st
+from werkzeug.test import run_wsgi_app
+from werkzeug.test import TestResponse
 
 from flask_confirm.addresses import InvalidEmail
 from flask_confirm.addresses import normalize_email
@@ -36,7 +40,6 @@ from testapp import create_app
 
 if t.TYPE_CHECKING:
     from flask import Flask
-    from werkzeug.test import TestResponse
     from werkzeug.wrappers import Response
 
 MARK = "X-Fuzz-Blueprint"
@@ -394,14 +397,28 @@ def send(
     remote_addr: str = "127.0.0.1",
 ) -> TestResponse:
     before = fuzz.outbox_size()
-    client = fuzz.app.test_client()
-    response = client.open(
+    # Straight to the app rather than through the test client: before 3.1.8,
+    # Werkzeug's client parses the request's URL again once the app has
+    # answered (for its cookie jar), and raises on a Host such as "[" that
+    # the app itself answers well.
+    builder = EnvironBuilder(
+        fuzz.app,
         path,
         method=method,
         headers=headers,
         query_string=query,
         environ_base={"REMOTE_ADDR": remote_addr},
         **body,
+    )
+    try:
+        environ = builder.get_environ()
+    finally:
+        builder.close()
+    app_iter, status_line, response_headers = run_wsgi_app(
+        fuzz.app, environ, buffered=True
+    )
+    response = TestResponse(
+        app_iter, status_line, response_headers, request=Request(environ)
     )
     response.close()
     status = response.status_code
@@ -542,6 +559,9 @@ def test_fuzz_resend(redis_server: str) -> None:
                 and isinstance(form, dict)
                 and "Content-Type" not in headers
                 and _normal(form.get("email")) == UNCONFIRMED
+                # Werkzeug before 3.1.8 refuses a Host it cannot parse (400)
+                # while routing, before the blueprint sees the request.
+                and ("Host" not in headers or response.headers[MARK] == "confirm")
             ):
                 assert response.status_code == 200
                 assert fuzz.outbox_size() == before + 1, form

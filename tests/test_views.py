@@ -13,6 +13,7 @@ import urllib.request
 
 import pytest
 from flask import get_flashed_messages
+from flask import Request
 from freezegun import freeze_time
 from itsdangerous import URLSafeTimedSerializer
 from werkzeug.urls import iri_to_uri
@@ -1134,6 +1135,61 @@ def test_body_limit_is_the_blueprints_only(app: Flask, client: FlaskClient) -> N
     # The app's own routes keep the app's own limits (none here).
     response = client.post("/register", data={"email": "ada@example.org", "pad": BIG})
     assert response.status_code == 201
+
+
+def _chunked(body: bytes) -> dict[str, t.Any]:
+    """Test-client arguments for a form body of unknown length, ended by the
+    server (as gunicorn and Werkzeug's server end a chunked one)."""
+    return {
+        "input_stream": io.BytesIO(body),
+        "content_type": "application/x-www-form-urlencoded",
+        "environ_overrides": {"wsgi.input_terminated": True},
+    }
+
+
+class ReadOnlyLimitsRequest(Request):
+    """Request limits as read-only properties, as Flask 3.0 has
+    ``max_content_length`` (and as an app's own request class may have them)."""
+
+    @property  # type: ignore[override]
+    def max_content_length(self) -> int | None:
+        return None
+
+    @property  # type: ignore[override]
+    def max_form_memory_size(self) -> int | None:
+        return None
+
+
+def test_body_limit_with_read_only_request_limits(make_app: AppFactory) -> None:
+    # Setting request.max_content_length answered every route 500 on Flask 3.0.
+    app = make_app()
+    app.request_class = ReadOnlyLimitsRequest
+    client = app.test_client()
+    user_id, path = register_for_link(app, client, "ada@example.org")
+    assert client.get(path).status_code == 200
+    small = b"email=ada%40example.org"
+    assert_resend_page(client.post("/confirm/resend", **_chunked(small)))
+    assert len(outbox(app)) == 2
+    big = small + b"&pad=" + BIG.encode()
+    assert client.post("/confirm/resend", **_chunked(big)).status_code == 413
+    assert client.post(path, data={"pad": BIG}).status_code == 413
+    assert len(outbox(app)) == 2
+    assert not get_user(app, user_id).email_confirmed
+    assert client.post(path).status_code == 302
+    assert get_user(app, user_id).email_confirmed
+
+
+def test_a_smaller_app_body_limit_still_holds(make_app: AppFactory) -> None:
+    app = make_app(MAX_CONTENT_LENGTH=100)
+    client = app.test_client()
+    body = b"email=ada%40example.org&pad=" + b"x" * 100
+    assert client.post("/confirm/resend", **_chunked(body)).status_code == 413
+    response = client.post(
+        "/confirm/resend",
+        data=body,
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 413
 
 
 def assert_security_headers(response: TestResponse, name: str) -> None:
