@@ -63,6 +63,7 @@ class Keys:
     PASSWORD_HASH_ATTRIBUTE = "CONFIRM_PASSWORD_HASH_ATTRIBUTE"
     PASSWORD_MIN_LENGTH = "CONFIRM_PASSWORD_MIN_LENGTH"
     EMAIL_ATTRIBUTE = "CONFIRM_EMAIL_ATTRIBUTE"
+    BIND_SESSIONS = "CONFIRM_BIND_SESSIONS"
 
 
 #: Defaults put into ``app.config`` with ``setdefault``. ``CONFIRM_ASYNC`` and
@@ -106,6 +107,7 @@ DEFAULTS: dict[str, t.Any] = {
     Keys.PASSWORD_HASH_ATTRIBUTE: "password_hash",
     Keys.PASSWORD_MIN_LENGTH: 8,
     Keys.EMAIL_ATTRIBUTE: "email",
+    Keys.BIND_SESSIONS: True,
 }
 
 #: The default :data:`CONFIRM_CONTENT_SECURITY_POLICY` when the pages extend
@@ -181,6 +183,9 @@ class Settings:
     password_min_length: int
     #: The user model's attribute that holds the address.
     email_attribute: str
+    #: Whether Flask-Login sessions and remember-me cookies are bound to the
+    #: user's address and password hash (see :mod:`.logins`).
+    bind_sessions: bool
 
 
 def load(app: Flask) -> Settings:
@@ -271,6 +276,7 @@ def load(app: Flask) -> Settings:
         password_hash_attribute=_require_str(config, Keys.PASSWORD_HASH_ATTRIBUTE),
         password_min_length=_require_int(config, Keys.PASSWORD_MIN_LENGTH, minimum=1),
         email_attribute=_require_str(config, Keys.EMAIL_ATTRIBUTE),
+        bind_sessions=_require_bool(config, Keys.BIND_SESSIONS),
     )
 
 

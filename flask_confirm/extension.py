@@ -17,9 +17,12 @@ from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import QueryableAttribute
+from sqlalchemy.sql.elements import ColumnElement
 from typing_extensions import TypeVar  # default=, before Python 3.13
 
 from . import bulk
+from . import logins
 from . import signals
 from .addresses import normalize_email
 from .config import Keys
@@ -31,6 +34,7 @@ from .errors import ConfigError
 from .errors import EmailInUse
 from .errors import TokenInvalid
 from .limits import RateLimiter
+from .logins import make_binding
 from .messages import compose
 from .models import ConfirmableMixin
 from .models import email_column
@@ -43,6 +47,8 @@ from .queueing import dispatch
 from .senders import make_sender
 from .tasks import make_job_class
 from .tokens import address_digest
+from .tokens import CANCEL_SALT
+from .tokens import change_digest
 from .tokens import reset_digest
 from .tokens import RESET_SALT
 from .tokens import TokenSerializer
@@ -84,6 +90,8 @@ class _State:
     key: UserKey
     serializer: TokenSerializer
     reset_serializer: TokenSerializer
+    #: Signs the "this wasn't me" links of email change notices.
+    cancel_serializer: TokenSerializer
     password_setter: PasswordSetter | None
     sender: Sender
     #: The web side's client: the queue, the limits, the locks, the sweeps,
@@ -95,6 +103,9 @@ class _State:
     queue: Queue
     job_class: type[Job]
     limiter: RateLimiter
+    #: How Flask-Login ids are stamped (:mod:`.logins`); ``None`` when
+    #: :data:`CONFIRM_BIND_SESSIONS` is off.
+    login_binding: logins.Binding | None
 
 
 class Confirm(t.Generic[UserT]):
@@ -173,6 +184,10 @@ class Confirm(t.Generic[UserT]):
         Reads and checks the ``CONFIRM_*`` configuration, registers the
         ``confirm`` blueprint, the ``flask confirm-worker`` command and, unless
         :data:`CONFIRM_DASHBOARD_URL` is ``None``, the protected RQ dashboard.
+        With :data:`CONFIRM_BIND_SESSIONS` on (the default), the app's
+        Flask-Login sessions and remember-me cookies, if it uses Flask-Login
+        (set up before or after this call), are bound to the user's address
+        and password hash: see :meth:`login_id`.
 
         :param db: overrides the ``db`` given to the constructor.
         :param user_model: overrides the ``user_model`` given to the constructor.
@@ -223,6 +238,16 @@ class Confirm(t.Generic[UserT]):
                 health_check_interval=30,
             )
         job_class = make_job_class(app)
+        login_binding = (
+            make_binding(
+                secret_keys,
+                user_model,
+                settings.email_attribute,
+                settings.password_hash_attribute,
+            )
+            if settings.bind_sessions
+            else None
+        )
         state = _State(
             settings=settings,
             db=db,
@@ -231,6 +256,9 @@ class Confirm(t.Generic[UserT]):
             serializer=TokenSerializer(secret_keys, settings.token_max_age),
             reset_serializer=TokenSerializer(
                 secret_keys, settings.password_reset_max_age, salt=RESET_SALT
+            ),
+            cancel_serializer=TokenSerializer(
+                secret_keys, settings.token_max_age, salt=CANCEL_SALT
             ),
             password_setter=password_setter,
             sender=make_sender(app, settings),
@@ -246,9 +274,12 @@ class Confirm(t.Generic[UserT]):
                     _as_bytes(secret_keys[-1]), b"flask-confirm.limits", "sha256"
                 ).digest(),
             ),
+            login_binding=login_binding,
         )
         self._states[app] = state
         app.extensions["confirm"] = self
+        if login_binding is not None:
+            logins.bind(app, login_binding)
 
         from .cli import confirm_group
         from .cli import worker_command
@@ -389,9 +420,11 @@ class Confirm(t.Generic[UserT]):
         The new address is kept in :attr:`~.ConfirmableMixin.pending_email`
         and the request committed, as :meth:`send_confirmation` does; the
         worker mails a link to the new address and, just before it, a notice
-        (no link) to the current one. The address changes only when the link
-        is confirmed. Until then the user keeps the current address, confirmed
-        or not; a link mailed for an earlier change stops working, and once
+        to the current one, whose "this wasn't me" link cancels the change
+        (:meth:`cancel_change_url`). The address changes only when the link
+        is confirmed; a password reset cancels the change. Until then the
+        user keeps the current address, confirmed or not; a link mailed for
+        an earlier change stops working, and once
         the change is made so does every link for the old address. The same
         delivery guarantee as for confirmations applies to the link and the
         notice (sweeps, retries, ``status``); a retried link repeats the
@@ -421,17 +454,65 @@ class Confirm(t.Generic[UserT]):
 
     def cancel_email_change(self, user: UserT) -> bool:
         """Drop ``user``'s pending email change, if any, and commit; its link
-        stops working.
+        stops working, and so does the "this wasn't me" link of its notice.
 
-        :return: whether a change was pending.
+        One conditional ``UPDATE`` does it, so that a change confirmed in the
+        meantime is not reported as cancelled.
+
+        :return: whether a change was pending (and is now cancelled).
         """
-        if user.pending_email is None:
+        pending = user.pending_email
+        if pending is None:
             return False
         state = self._get_state()
-        user.pending_email = None
-        state.db.session.add(user)
-        state.db.session.commit()
-        return True
+        model = state.user_model
+        return self._update_user(
+            state, user, [model.pending_email == pending], {model.pending_email: None}
+        )
+
+    def make_cancel_token(self, user: UserT) -> str:
+        """Return a token for the "this wasn't me" link of the notice about
+        ``user``'s pending email change. It has a salt of its own and is
+        bound to that request (the new address and the time it was asked
+        for), so it cancels that change only: not a later request, to the
+        same address or another.
+
+        :raises ValueError: no change is pending.
+        """
+        if user.pending_email is None:
+            raise ValueError("No email change is pending for this user.")
+        state = self._get_state()
+        return state.cancel_serializer.sign(
+            primary_key(user),
+            change_digest(user.pending_email, user.confirmation_requested_at),
+        )
+
+    def cancel_change_url(self, user: UserT) -> str:
+        """Return a fresh "this wasn't me" link for ``user``'s pending email
+        change, as the notice to the current address carries. ``GET`` shows a
+        Cancel button (mail scanners open links); ``POST`` cancels.
+
+        :raises ValueError: no change is pending.
+        """
+        return self._external_url("confirm.cancel_change", self.make_cancel_token(user))
+
+    def load_cancel_user(self, token: str) -> UserT:
+        """Return the user whose pending email change a cancel token is for.
+
+        :raises TokenExpired: older than :data:`CONFIRM_TOKEN_MAX_AGE`.
+        :raises TokenInvalid: the token is bad, its user is gone, or the
+            change it was made for is no longer pending (it was made,
+            cancelled, or replaced by a newer request).
+        """
+        state = self._get_state()
+        user_id, digest = state.cancel_serializer.loads(token)
+        user = self._get_user(state, user_id)
+        pending = user.pending_email
+        if pending is None or not hmac.compare_digest(
+            change_digest(pending, user.confirmation_requested_at), digest
+        ):
+            raise TokenInvalid("The change this link cancels is no longer pending.")
+        return user
 
     def request_password_reset(self, user: UserT) -> str | None:
         """Mail ``user`` a link to the password reset form.
@@ -660,7 +741,9 @@ class Confirm(t.Generic[UserT]):
 
     def render_change_notice(self, user: UserT) -> EmailMessage:
         """Render the ``email_change_notice`` mail to ``user``'s current
-        address about their pending new one. It holds no link."""
+        address about their pending new one. Its only link, ``cancel_url``,
+        is the "this wasn't me" link that cancels the change
+        (:meth:`cancel_change_url`)."""
         settings = self._get_state().settings
         return compose(
             settings,
@@ -669,6 +752,8 @@ class Confirm(t.Generic[UserT]):
             locale=self._locale_for(user),
             user=user,
             new_email=target_address(user, settings.email_attribute),
+            cancel_url=self.cancel_change_url(user),
+            valid_for=settings.token_max_age,
         )
 
     def confirm_user(self, user: UserT) -> bool:
@@ -797,19 +882,93 @@ class Confirm(t.Generic[UserT]):
             valid_for=settings.password_reset_max_age,
         )
 
-    def reset_password(self, user: UserT, password: str) -> None:
-        """Set ``user``'s password through the app's setter, commit, and send
-        :data:`.password_reset`. The reset link dies with the old hash."""
+    def reset_password(self, user: UserT, password: str) -> bool:
+        """Set ``user``'s password through the app's setter, cancel any
+        pending email change, commit, and send :data:`.password_reset`.
+
+        The new hash is written by one ``UPDATE`` conditional on the hash it
+        replaces (:data:`CONFIRM_PASSWORD_HASH_ATTRIBUTE`, as ``user`` was
+        loaded) and on the address, so that of several requests racing with
+        one reset link exactly one sets a password; the others change
+        nothing. Everything else the setter changed is committed with it.
+        The reset link dies with the old hash, and with
+        :data:`CONFIRM_BIND_SESSIONS` so does every Flask-Login session and
+        remember-me cookie of the user.
+
+        :return: ``False`` if the password or the address changed since
+            ``user`` was loaded (another use of the same link won); nothing is
+            changed then.
+        :raises RuntimeError: the setter did not change the hash attribute.
+        """
         state = self._get_state()
-        setter = state.password_setter
-        if setter is not None:
-            setter(user, password)
-        else:
-            user.set_password(password)  # type: ignore[attr-defined]
-        state.db.session.add(user)
-        state.db.session.commit()
+        settings = state.settings
+        model = state.user_model
+        key = state.key
+        attribute = settings.password_hash_attribute
+        old_hash = getattr(user, attribute, None)
+        email = email_of(user, settings.email_attribute)
+        session = state.db.session
+        # No autoflush: the ORM must not write the new hash before the
+        # conditional UPDATE has checked the old one.
+        with session.no_autoflush:
+            setter = state.password_setter
+            if setter is not None:
+                setter(user, password)
+            else:
+                user.set_password(password)  # type: ignore[attr-defined]
+            new_hash = getattr(user, attribute, None)
+            if new_hash is None or new_hash == old_hash:
+                session.rollback()
+                raise RuntimeError(
+                    f"The password setter did not change {model.__name__}.{attribute}"
+                    f" ({Keys.PASSWORD_HASH_ATTRIBUTE}): name the attribute it sets,"
+                    " since reset links are bound to it."
+                )
+            column = getattr(model, attribute)
+            result = session.execute(
+                update(model)
+                .where(
+                    key.column == key.value(primary_key(user)),
+                    column.is_(None) if old_hash is None else column == old_hash,
+                    getattr(model, settings.email_attribute) == email,
+                )
+                .values({column: new_hash, model.pending_email: None})
+                .execution_options(synchronize_session=False)
+            )
+        if getattr(result, "rowcount", 0) != 1:
+            session.rollback()
+            logger.info("Password reset lost a race: the hash changed meanwhile.")
+            return False
+        session.commit()
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         signals.password_reset.send(app, user=user)
+        return True
+
+    def login_id(self, user: UserT) -> str:
+        """Return the id Flask-Login keeps for ``user`` in the session and
+        the remember-me cookie while :data:`CONFIRM_BIND_SESSIONS` is on: the
+        app's own id (``user.get_id()``), a dot, and a stamp, an HMAC of the
+        user's primary key, address and password hash. ``login_user`` stores
+        it by itself; the app's user loader still receives its own id.
+
+        A password reset, an email change or any other change of the
+        password hash changes the stamp, and every session and remember-me
+        cookie issued before it stops loading the user, the current
+        browser's included (call ``login_user`` again after your own
+        password change form to keep it). Store this as ``_user_id`` in a
+        test client's session to sign a user in without the login view.
+
+        :raises RuntimeError: :data:`CONFIRM_BIND_SESSIONS` is off.
+        """
+        state = self._get_state()
+        if state.login_binding is None:
+            raise RuntimeError(f"Sessions are not bound: {Keys.BIND_SESSIONS} is off.")
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        manager = getattr(app, "login_manager", None)
+        id_attribute = getattr(manager, "id_attribute", "get_id")
+        get_id = getattr(user, id_attribute, None)
+        app_id = str(get_id()) if callable(get_id) else str(primary_key(user))
+        return state.login_binding.login_id(app_id, user)
 
     def find_user(self, email: str) -> UserT | None:
         """Return the user with address ``email`` (compared without regard to
@@ -845,12 +1004,15 @@ def _check_password_reset(
             " method, or pass password_setter=func(user, password) to Confirm()"
             " or init_app()."
         )
-    if not hasattr(model, settings.password_hash_attribute):
+    hash_attribute = getattr(model, settings.password_hash_attribute, None)
+    if not isinstance(hash_attribute, (QueryableAttribute, ColumnElement)):
         raise ConfigError(
-            f"{Keys.PASSWORD_RESET} is on, but {model.__name__} has no attribute"
-            f" {settings.password_hash_attribute!r} ({Keys.PASSWORD_HASH_ATTRIBUTE})."
-            " Reset links are bound to the stored password hash so that they work"
-            " once: set the key to the name of the column that holds it."
+            f"{Keys.PASSWORD_RESET} is on, but {model.__name__} has no mapped"
+            f" column {settings.password_hash_attribute!r}"
+            f" ({Keys.PASSWORD_HASH_ATTRIBUTE}). Reset links are bound to the"
+            " stored password hash, and the new one is written only where the old"
+            " one is still stored, so that they work once: set the key to the name"
+            " of the column that holds it."
         )
 
 

@@ -11,7 +11,8 @@ templates folder, and a subject and sender it can set per kind in
 ``email_change``
     The link, mailed to the new address, that completes an email change.
 ``email_change_notice``
-    The notice to the old address that a change was asked for (no link).
+    The notice to the old address that a change was asked for, with a
+    "this wasn't me" link (``cancel_url``) that cancels it.
 ``password_reset``
     The link to the password reset form.
 

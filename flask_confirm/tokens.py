@@ -8,6 +8,7 @@ form.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import typing as t
 
@@ -17,6 +18,7 @@ from itsdangerous import URLSafeTimedSerializer
 
 from .errors import TokenExpired
 from .errors import TokenInvalid
+from .models import as_utc
 from .models import UserId
 
 #: A token is about 80 characters; anything much longer is not ours, and is
@@ -29,6 +31,9 @@ SALT = "flask-confirm.email-confirmation"
 
 #: The salt of password-reset tokens.
 RESET_SALT = "flask-confirm.password-reset"
+
+#: The salt of the "this wasn't me" links in the notice of an email change.
+CANCEL_SALT = "flask-confirm.email-change-cancel"
 
 
 def address_digest(email: str) -> str:
@@ -45,6 +50,15 @@ def reset_digest(email: str, password_hash: str | None) -> str:
     return hashlib.sha256(material.encode("utf-8")).hexdigest()[:20]
 
 
+def change_digest(new_email: str, requested_at: dt.datetime | None) -> str:
+    """Return the binding of a cancel token: the pending new address and the
+    time the change was requested, so that the link in a notice cancels
+    that request only, not a later one (to the same address or another)."""
+    stamp = "" if requested_at is None else as_utc(requested_at).isoformat()
+    material = f"{new_email.strip().lower()}\0{stamp}"
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()[:20]
+
+
 class TokenSerializer:
     """Makes and checks confirmation tokens for one application.
 
@@ -52,7 +66,8 @@ class TokenSerializer:
         the last one. Pass ``[*app.config["SECRET_KEY_FALLBACKS"], app.secret_key]``
         so that rotating the key does not kill links already mailed.
     :param max_age: seconds a token stays valid after it was made.
-    :param salt: the token's purpose (:data:`SALT` or :data:`RESET_SALT`).
+    :param salt: the token's purpose (:data:`SALT`, :data:`RESET_SALT` or
+        :data:`CANCEL_SALT`).
     """
 
     def __init__(
@@ -69,7 +84,8 @@ class TokenSerializer:
 
     def sign(self, user_id: UserId, digest: str) -> str:
         """Make a token for ``user_id`` bound to ``digest`` (an
-        :func:`address_digest` or a :func:`reset_digest`)."""
+        :func:`address_digest`, a :func:`reset_digest` or a
+        :func:`change_digest`)."""
         return self._serializer.dumps([user_id, digest])
 
     def loads(self, token: str) -> tuple[UserId, str]:

@@ -1,4 +1,5 @@
-"""The ``confirm`` blueprint: the page a link opens, and resend."""
+"""The ``confirm`` blueprint: the pages the links open, resend, and the
+password reset and email change cancel pages."""
 
 from __future__ import annotations
 
@@ -51,6 +52,9 @@ RESET_REQUEST_MESSAGE = N_(
     " password is on its way."
 )
 PASSWORD_RESET_MESSAGE = N_("Your password has been changed.")
+CHANGE_CANCELLED_MESSAGE = N_(
+    "The change of address is cancelled: your account keeps its address."
+)
 RATE_LIMITED_MESSAGE = N_(
     "Too many requests from your network. Please try again later."
 )
@@ -275,12 +279,55 @@ def create_blueprint(settings: Settings) -> Blueprint:
                 _check_password(settings, password, confirmation)
             except _BadInput as e:
                 return _refuse(template, e, state="pending", email=address)
-            confirm.reset_password(user, password)
+            if not confirm.reset_password(user, password):
+                # Another request with this link set a password first.
+                return _token_error(
+                    template, TokenInvalid("The reset link was used meanwhile.")
+                )
             message = gettext(PASSWORD_RESET_MESSAGE)
             if wants_json():
                 return {"status": "password_reset", "message": message}
             flash(message, "success")
             return redirect(reset_destination(settings))
+
+    @bp.route("/cancel/<token>", methods=["GET", "POST"])
+    def cancel_change(token: str) -> ResponseReturnValue:
+        """The "this wasn't me" link of an email change notice: show the
+        change and a Cancel button (GET, which mail scanners open, changes
+        nothing); cancel it (POST). The link cancels the one request its
+        notice was about."""
+        template = "flask_confirm/cancel_change.html"
+        confirm = _confirm()
+        try:
+            user = confirm.load_cancel_user(token)
+        except (TokenExpired, TokenInvalid) as e:
+            return _token_error(template, e)
+        address = email_of(user, settings.email_attribute)
+        new_email = user.pending_email
+        if request.method != "POST":
+            if wants_json():
+                return with_csrf_token(
+                    {"status": "pending", "email": address, "new_email": new_email}
+                )
+            return render(template, state="pending", email=address, new_email=new_email)
+        if not confirm.cancel_email_change(user):
+            # Confirmed or cancelled between the check and the UPDATE.
+            return _token_error(
+                template, TokenInvalid("The change is no longer pending.")
+            )
+        message = gettext(CHANGE_CANCELLED_MESSAGE)
+        if wants_json():
+            return {"status": "cancelled", "email": address, "message": message}
+        return render(
+            template,
+            state="cancelled",
+            email=address,
+            new_email=new_email,
+            message=message,
+            reset_url=url_for("confirm.reset_request")
+            if settings.password_reset
+            else None,
+        )
 
     return bp
 

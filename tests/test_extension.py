@@ -281,7 +281,12 @@ def test_password_setter_callable_and_signals(make_app: AppFactory) -> None:
     calls: list[tuple[t.Any, str]] = []
     app = make_app(CONFIRM_PASSWORD_RESET=True)
     state = app.extensions["confirm"]._get_state(app)
-    state.password_setter = lambda user, password: calls.append((user.id, password))
+
+    def setter(user: t.Any, password: str) -> None:
+        calls.append((user.id, password))
+        user.password_hash = f"hashed:{password}"
+
+    state.password_setter = setter
     confirm = app.extensions["confirm"]
     with app.app_context():
         user = add_user(app)
@@ -291,10 +296,25 @@ def test_password_setter_callable_and_signals(make_app: AppFactory) -> None:
             confirm.request_password_reset(user)
         assert len(requested) == 1
         with captured(signals.password_reset, app) as reset:
-            confirm.reset_password(user, "a new password")
+            assert confirm.reset_password(user, "a new password")
         assert calls == [(user.id, "a new password")]
         assert len(reset) == 1
-        assert user.password_hash is None  # the model's own setter was not used
+        # The setter's hash was stored, not the model's own setter's.
+        assert user.password_hash == "hashed:a new password"
+
+
+def test_a_setter_that_changes_no_hash_is_an_error(make_app: AppFactory) -> None:
+    """Reset links are bound to the hash attribute: a setter writing
+    elsewhere would leave every link reusable, and the conditional UPDATE
+    could not tell the winner of a race."""
+    app = make_app(CONFIRM_PASSWORD_RESET=True)
+    confirm = app.extensions["confirm"]
+    confirm._get_state(app).password_setter = lambda user, password: None
+    with app.app_context():
+        user = add_user(app)
+        user.email_confirmed_at = utcnow()
+        with pytest.raises(RuntimeError, match="CONFIRM_PASSWORD_HASH_ATTRIBUTE"):
+            confirm.reset_password(user, "a new password")
 
 
 def test_request_password_reset_needs_the_key(make_app: AppFactory) -> None:

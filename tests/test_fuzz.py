@@ -702,3 +702,64 @@ def test_fuzz_password_reset(redis_server: str) -> None:
         assert fuzz.reached > 300
         assert fuzz.mailed > 0
         assert set(fuzz.outbox_to()) == {CONFIRMED}
+
+
+def test_fuzz_cancel_route(redis_server: str) -> None:
+    """The "this wasn't me" link of an email change notice: no 5xx, no mail,
+    and the pending change is cancelled only by a POST to a cancel link."""
+    with fuzz_app(redis_server, **NO_LIMITS) as fuzz:
+        app = fuzz.app
+        models = app.extensions["test_models"]
+        db, user_model = models["db"], models["User"]
+        with app.app_context():
+            grace = user_model.query.filter_by(email=CONFIRMED).one()
+            grace.pending_email = "grace@new.example.org"
+            grace.confirmation_requested_at = dt.datetime.now(dt.timezone.utc)
+            db.session.commit()
+            cancel_token = models["confirm"].make_cancel_token(grace)
+        genuine = "/confirm/cancel/" + cancel_token
+        cancelled = 0
+
+        def pending() -> str | None:
+            with app.app_context():
+                user = user_model.query.filter_by(email=CONFIRMED).one()
+                return t.cast("str | None", user.pending_email)
+
+        @settings(FUZZ, max_examples=600)
+        @given(
+            st.data(),
+            st.sampled_from(["POST"] * 4 + METHODS),
+            bodies(),
+            HEADERS,
+            QUERY,
+        )
+        def run(
+            data: st.DataObject,
+            method: str,
+            body: dict[str, t.Any],
+            headers: dict[str, str],
+            query: dict[str, str] | None,
+        ) -> None:
+            nonlocal cancelled
+            path = data.draw(
+                st.one_of(
+                    st.just(genuine),
+                    confirm_paths([cancel_token]).map(
+                        lambda p: p.replace("/confirm/", "/confirm/cancel/", 1)
+                    ),
+                )
+            )
+            send(fuzz, path, method, body, headers, query)
+            if pending() is None:
+                assert method == "POST", (method, path)
+                assert path.startswith("/confirm/cancel/"), path
+                cancelled += 1
+                with app.app_context():  # pending again: the same request
+                    user = user_model.query.filter_by(email=CONFIRMED).one()
+                    user.pending_email = "grace@new.example.org"
+                    db.session.commit()
+
+        run()
+        assert fuzz.reached > 300
+        assert cancelled > 0
+        assert fuzz.outbox_size() == 0

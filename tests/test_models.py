@@ -210,12 +210,17 @@ def test_every_key_type_goes_through_jobs_tokens_sweeps_and_bulk(
     assert set(paths) == {*emails, "dan@example.org", "ada@new.example.org"}
 
     reset_path = next(p for p in paths[emails[0]] if "/reset/" in p)
+    cancel_path = next(p for p in paths[emails[0]] if "/cancel/" in p)
+    assert client.get(cancel_path).status_code == 200  # the notice's link
     form = {"password": "a new password", "password_confirm": "a new password"}
     assert client.post(reset_path, data=form).status_code == 302
-    assert client.post(paths["ada@new.example.org"][0]).status_code == 302
+    # The reset cancelled the pending change: its link and the notice's are dead.
+    assert client.post(paths["ada@new.example.org"][0]).status_code == 400
+    assert client.get(cancel_path).status_code == 400
     with app.app_context():
         ada = db.session.get(User, USER_KEYS[key][1](ids[0]))
-        assert ada.email == "ada@new.example.org" and ada.email_confirmed
+        assert ada.email == emails[0] and ada.email_confirmed
+        assert ada.pending_email is None
         assert ada.check_password("a new password")
         assert confirm.status()["confirmed"] == 1
         assert confirm.status()["sent"] == 3

@@ -91,6 +91,18 @@ def mailed_path(app: Flask) -> str:
     return link.removeprefix(EXTERNAL)
 
 
+def mailed_path_of_notice(app: Flask) -> str:
+    """The "this wasn't me" link of the last email change notice."""
+    with app.app_context():
+        (notice,) = [
+            m
+            for m in app.extensions["confirm"].sender.outbox
+            if m.subject == "Your email address is being changed"
+        ][-1:]
+    (link,) = set(LINK.findall(notice.text))
+    return link.removeprefix(EXTERNAL)
+
+
 def register(app: Flask, client: FlaskClient, email: str) -> tuple[int, str]:
     response = client.post("/register", data={"email": email})
     assert response.status_code == 201, response.data
@@ -157,6 +169,31 @@ def test_every_form_carries_the_token_and_goes_through(csrf_app: Flask) -> None:
     assert done.status_code == 302, done.get_data(as_text=True)
     for page in ("/confirm/resend", "/confirm/reset"):
         assert ("csrf_token" in the_form(client.get(page)).fields) is on
+
+
+def test_the_cancel_page_carries_the_token(csrf_app: Flask) -> None:
+    """The "this wasn't me" page of a change notice: its form has the
+    token, and a post without it cancels nothing."""
+    client = csrf_app.test_client()
+    on = "csrf" in csrf_app.extensions
+    if on:
+        csrf_app.extensions["csrf"].exempt("testapp.change_email")
+    user_id, _ = register(csrf_app, client, "ada@example.org")
+    response = client.post(
+        "/change-email", data={"id": user_id, "email": "eve@example.com"}
+    )
+    assert response.status_code == 200
+    cancel_path = mailed_path_of_notice(csrf_app)
+    assert ("csrf_token" in the_form(client.get(cancel_path)).fields) is on
+    if on:
+        refused = client.post(cancel_path)
+        assert refused.status_code == 400
+        assert "did not come from this site" in refused.get_data(as_text=True)
+        assert get_user(csrf_app, user_id).pending_email == "eve@example.com"
+    done = submit(client, cancel_path)
+    assert done.status_code == 200, done.get_data(as_text=True)
+    assert "The change is cancelled" in done.get_data(as_text=True)
+    assert get_user(csrf_app, user_id).pending_email is None
 
 
 def test_a_form_without_the_token_is_refused_with_a_page(make_app: AppFactory) -> None:
@@ -334,6 +371,7 @@ def site_app(make_app: AppFactory, folder: Path, **config: t.Any) -> Flask:
         ("/confirm/resend", "Send a new confirmation link"),
         ("/confirm/reset", "Reset your password"),
         ("/confirm/not-a-token", "This link is not valid"),
+        ("/confirm/cancel/not-a-token", "This link is not valid"),
     ],
 )
 def test_pages_extend_the_app_layout(
@@ -397,7 +435,7 @@ def test_a_used_link_says_already_confirmed(app: Flask, client: FlaskClient) -> 
 def test_every_page_offers_a_way_back(make_app: AppFactory) -> None:
     app = make_app(CONFIRM_PASSWORD_RESET=True)
     client = app.test_client()
-    _, path = register(app, client, "ada@example.org")
+    user_id, path = register(app, client, "ada@example.org")
     back = f'<a href="{EXTERNAL}/">Back to the site</a>'
     pages = {
         "pending": client.get(path),
@@ -406,9 +444,14 @@ def test_every_page_offers_a_way_back(make_app: AppFactory) -> None:
         "resend-bad": client.post("/confirm/resend", data={"email": "nope"}),
         "reset": client.get("/confirm/reset"),
         "reset-invalid": client.get("/confirm/reset/not-a-token"),
+        "cancel-invalid": client.get("/confirm/cancel/not-a-token"),
     }
     client.post(path)
     pages["confirmed"] = client.get(path)
+    client.post("/change-email", data={"id": user_id, "email": "eve@example.com"})
+    cancel_path = mailed_path_of_notice(app)
+    pages["cancel"] = client.get(cancel_path)
+    pages["cancelled"] = client.post(cancel_path)
     for name, page in pages.items():
         assert back in page.get_data(as_text=True), name
 

@@ -1428,7 +1428,8 @@ def test_email_change_flow(db_app: Flask, db_client: FlaskClient) -> None:
     assert notice.to == "ada@example.org"
     assert notice.subject == "Your email address is being changed"
     assert "Ada@new.example.org" in notice.text
-    assert not LINK.findall(notice.text) and "href" not in notice.html
+    # The notice's one link is the "this wasn't me" link that cancels.
+    assert path_of(link_in(notice)).startswith("/confirm/cancel/")
     assert link_mail.to == "Ada@new.example.org"
     assert link_mail.subject == "Confirm your new email address"
     new_path = path_of(link_in(link_mail))
@@ -1716,3 +1717,211 @@ def test_deeply_nested_json_is_invalid_json_not_500(
         answer = json.loads(info.value.read())
     assert info.value.code == 400
     assert answer["error"] == "invalid_json"
+
+
+# -- the "this wasn't me" link of an email change notice ----------------------------
+
+
+def notice_cancel_path(app: Flask) -> str:
+    """The cancel link of the last change notice mailed."""
+    (notice,) = [
+        m for m in outbox(app) if m.subject == "Your email address is being changed"
+    ][-1:]
+    path = path_of(link_in(notice))
+    assert path.startswith("/confirm/cancel/")
+    return path
+
+
+def test_cancel_link_shows_a_button_then_cancels(
+    db_app: Flask, db_client: FlaskClient
+) -> None:
+    app, client = db_app, db_client
+    user_id, path = register_for_link(app, client, "ada@example.org")
+    client.post(path)
+    change_email(app, client, user_id, "eve@example.com")
+    change_path = path_of(link_in(outbox(app)[-1]))
+    cancel_path = notice_cancel_path(app)
+
+    # GET (and HEAD: mail scanners open links) changes nothing.
+    page = client.get(cancel_path)
+    assert page.status_code == 200
+    body = text(page)
+    assert "ada@example.org" in body and "eve@example.com" in body
+    assert '<form method="post">' in body and "Cancel the change" in body
+    assert client.head(cancel_path).status_code == 200
+    assert client.get(cancel_path, headers=JSON).json == {
+        "status": "pending",
+        "email": "ada@example.org",
+        "new_email": "eve@example.com",
+    }
+    assert get_user(app, user_id).pending_email == "eve@example.com"
+
+    done = client.post(cancel_path)
+    assert done.status_code == 200
+    assert "The change is cancelled" in text(done)
+    assert "Change your password now" in text(done)
+    user = get_user(app, user_id)
+    assert (user.email, user.pending_email) == ("ada@example.org", None)
+    assert user.email_confirmed  # the address stays confirmed
+    # The change link is dead, and the cancel link has nothing left to do.
+    assert client.post(change_path, headers=JSON).json["error"] == "token_invalid"  # type: ignore[index]
+    again = client.post(cancel_path, headers=JSON)
+    assert (again.status_code, again.json["error"]) == (400, "token_invalid")  # type: ignore[index]
+    assert "no longer pending" in text(client.get(cancel_path))
+
+
+def test_cancel_link_json(app: Flask, client: FlaskClient) -> None:
+    user_id = register(client, "ada@example.org")
+    change_email(app, client, user_id, "eve@example.com")
+    response = client.post(notice_cancel_path(app), json={})
+    assert response.status_code == 200
+    assert response.json is not None
+    assert response.json["status"] == "cancelled"
+    assert response.json["email"] == "ada@example.org"
+    assert get_user(app, user_id).pending_email is None
+
+
+def test_cancel_link_is_bound_to_its_request(app: Flask, client: FlaskClient) -> None:
+    """It cancels the change its notice was about: not a newer request, to
+    the same address or another one."""
+    user_id = register(client, "ada@example.org")
+    change_email(app, client, user_id, "eve@example.com")
+    first = notice_cancel_path(app)
+    change_email(app, client, user_id, "eve@example.com")  # the same, again
+    second = notice_cancel_path(app)
+    assert second != first
+    for method in ("GET", "POST"):
+        response = client.open(first, method=method, headers=JSON)
+        assert (response.status_code, response.json["error"]) == (400, "token_invalid")  # type: ignore[index]
+    assert get_user(app, user_id).pending_email == "eve@example.com"
+    change_email(app, client, user_id, "mallory@example.com")
+    assert client.post(second, headers=JSON).status_code == 400
+    assert get_user(app, user_id).pending_email == "mallory@example.com"
+    assert client.post(notice_cancel_path(app), headers=JSON).status_code == 200
+    assert get_user(app, user_id).pending_email is None
+
+
+def test_cancel_link_after_the_change_was_made(app: Flask, client: FlaskClient) -> None:
+    user_id = register(client, "ada@example.org")
+    change_email(app, client, user_id, "eve@example.com")
+    cancel_path = notice_cancel_path(app)
+    client.post(path_of(link_in(outbox(app)[-1])))  # confirmed from the new box
+    assert get_user(app, user_id).email == "eve@example.com"
+    response = client.post(cancel_path, headers=JSON)
+    assert (response.status_code, response.json["error"]) == (400, "token_invalid")  # type: ignore[index]
+    assert get_user(app, user_id).email == "eve@example.com"
+
+
+def test_cancel_link_expires(make_app: AppFactory) -> None:
+    app = make_app(CONFIRM_TOKEN_MAX_AGE=600)
+    client = app.test_client()
+    user_id = register(client, "ada@example.org")
+    with freeze_time(dt.datetime.now(dt.timezone.utc)) as frozen:
+        change_email(app, client, user_id, "eve@example.com")
+        cancel_path = notice_cancel_path(app)
+        frozen.tick(601)
+        response = client.post(cancel_path, headers=JSON)
+        assert (response.status_code, response.json["error"]) == (400, "token_expired")  # type: ignore[index]
+        assert "expired" in text(client.get(cancel_path))
+    assert get_user(app, user_id).pending_email == "eve@example.com"
+
+
+def test_cancel_token_is_no_other_token(reset_app: Flask) -> None:
+    """Its own salt: a cancel token confirms nothing and resets nothing, and
+    no other token cancels."""
+    app, client = reset_app, reset_app.test_client()
+    user_id = confirmed_user(app, client, "ada@example.org", "a password")
+    change_email(app, client, user_id, "eve@example.com")
+    change_token = path_of(link_in(outbox(app)[-1])).rsplit("/", 1)[1]
+    cancel_token = notice_cancel_path(app).rsplit("/", 1)[1]
+    for path in (f"/confirm/{cancel_token}", f"/confirm/reset/{cancel_token}"):
+        assert client.post(path, headers=JSON).status_code == 400
+    assert (
+        client.post(f"/confirm/cancel/{change_token}", headers=JSON).status_code == 400
+    )
+    user = get_user(app, user_id)
+    assert (user.email, user.pending_email) == ("ada@example.org", "eve@example.com")
+
+
+def test_a_password_reset_cancels_a_pending_change(db_reset_app: Flask) -> None:
+    app, client = db_reset_app, db_reset_app.test_client()
+    user_id = confirmed_user(app, client, "ada@example.org", "a password")
+    change_email(app, client, user_id, "eve@example.com")
+    change_path = path_of(link_in(outbox(app)[-1]))
+    client.post("/confirm/reset", data={"email": "ada@example.org"})
+    reset_path = path_of(link_in(outbox(app)[-1]))
+    response = client.post(reset_path, json={"password": "a new password"})
+    assert response.json is not None and response.json["status"] == "password_reset"
+    user = get_user(app, user_id)
+    assert (user.email, user.pending_email) == ("ada@example.org", None)
+    assert user.confirmation_state == "confirmed"
+    assert client.post(change_path, headers=JSON).json["error"] == "token_invalid"  # type: ignore[index]
+    assert get_user(app, user_id).email == "ada@example.org"
+
+
+# -- a reset link used by many requests at once -------------------------------------
+
+
+def test_concurrent_posts_of_one_reset_link_set_one_password(
+    db_reset_app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight POSTs of one link at once, over real HTTP to a threaded server:
+    exactly one sets its password, the others answer token_invalid (three
+    of eight answered 200 before the UPDATE was conditional on the old
+    hash)."""
+    import threading
+    import time
+
+    app = db_reset_app
+    client = app.test_client()
+    user_id = confirmed_user(app, client, "ada@example.org", "old password")
+    client.post("/confirm/reset", data={"email": "ada@example.org"})
+    reset_path = path_of(link_in(outbox(app)[-1]))
+    user_model = models(app)["User"]
+    hash_password = user_model.set_password
+
+    def slow_hash(self: t.Any, password: str) -> None:
+        time.sleep(0.3)  # what a real password hash costs, about
+        hash_password(self, password)
+
+    monkeypatch.setattr(user_model, "set_password", slow_hash)
+    resets: list[int] = []
+    signals.password_reset.connect(
+        lambda sender, user, **kw: resets.append(user.id), app, weak=False
+    )
+    attempts = 8
+    barrier = threading.Barrier(attempts)
+    answers: dict[int, tuple[int, dict[str, t.Any]]] = {}
+
+    with serving(app) as base:
+
+        def post(i: int) -> None:
+            request = urllib.request.Request(
+                base + reset_path,
+                data=json.dumps({"password": f"password number {i}"}).encode(),
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            )
+            barrier.wait(10)
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    answers[i] = (response.status, json.loads(response.read()))
+            except urllib.error.HTTPError as e:
+                answers[i] = (e.code, json.loads(e.read()))
+
+        threads = [threading.Thread(target=post, args=(i,)) for i in range(attempts)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+
+    assert len(answers) == attempts
+    won = [i for i, (status, _) in answers.items() if status == 200]
+    assert len(won) == 1, answers
+    (winner,) = won
+    assert answers[winner][1]["status"] == "password_reset"
+    for i, (status, body) in answers.items():
+        if i != winner:
+            assert (status, body["error"]) == (400, "token_invalid"), answers
+    assert check_password(app, user_id, f"password number {winner}")
+    assert resets == [user_id]

@@ -23,6 +23,11 @@ from flask import current_app
 from flask import Flask
 from flask import has_app_context
 from flask import request
+from flask_login import current_user
+from flask_login import login_required
+from flask_login import login_user
+from flask_login import LoginManager
+from flask_login import UserMixin
 from flask_sqlalchemy import SQLAlchemy
 from werkzeug.security import check_password_hash
 from werkzeug.security import generate_password_hash
@@ -72,6 +77,11 @@ def create_app(**config: t.Any) -> Flask:
     The user model's primary key is an Integer, a String or a Uuid as
     ``TEST_USER_KEY`` says (``"int"`` by default), and its address attribute
     is named by ``CONFIRM_EMAIL_ATTRIBUTE`` (``email`` by default).
+
+    With ``TEST_LOGIN`` true it signs users in with Flask-Login, as most
+    apps do: ``POST /login`` (``email``, ``password``, ``remember``), ``GET
+    /me`` (login required) and ``POST /account/email`` (``email``, for the
+    signed-in user).
     """
     # Pages on a subdomain (CONFIRM_SUBDOMAIN) need subdomain matching on.
     app = Flask(__name__, subdomain_matching="CONFIRM_SUBDOMAIN" in config)
@@ -97,10 +107,11 @@ def create_app(**config: t.Any) -> Flask:
                 self.password_hash, password
             )
 
+    login = bool(app.config.get("TEST_LOGIN"))
     # Built with type() so that the address attribute can have any name.
     User: t.Any = type(
         "User",
-        (UserBase, db.Model),
+        (UserMixin, UserBase, db.Model) if login else (UserBase, db.Model),
         {
             "__tablename__": "fc_test_user",
             "id": key_column(),
@@ -129,6 +140,38 @@ def create_app(**config: t.Any) -> Flask:
     @app.get("/")
     def index() -> str:
         return "home"
+
+    if login:
+        manager = LoginManager(app)
+
+        @manager.user_loader
+        def load_user(user_id: str) -> t.Any:
+            return db.session.get(User, read_key(user_id))
+
+        @app.post("/login")
+        def sign_in() -> tuple[dict[str, t.Any], int]:
+            email = request.form.get("email", "")
+            user = db.session.scalar(
+                sa.select(User).where(getattr(User, email_attribute) == email)
+            )
+            if user is None or not user.check_password(request.form["password"]):
+                return {"error": "wrong password"}, 401
+            login_user(user, remember=bool(request.form.get("remember")))
+            return {"id": str(user.id)}, 200
+
+        @app.get("/me")
+        @login_required
+        def me() -> dict[str, t.Any]:
+            return {
+                "id": str(current_user.id),
+                "email": getattr(current_user, email_attribute),
+            }
+
+        @app.post("/account/email")
+        @login_required
+        def account_email() -> dict[str, t.Any]:
+            user = current_user._get_current_object()
+            return {"job_id": confirm.request_email_change(user, request.form["email"])}
 
     return app
 
