@@ -46,6 +46,7 @@ class Keys:
     SMTP_VERIFY_TLS = "CONFIRM_SMTP_VERIFY_TLS"
     SMTP_TIMEOUT = "CONFIRM_SMTP_TIMEOUT"
     DASHBOARD_URL = "CONFIRM_DASHBOARD_URL"
+    DASHBOARD_ORIGINS = "CONFIRM_DASHBOARD_ORIGINS"
     JOB_TIMEOUT = "CONFIRM_JOB_TIMEOUT"
     SWEEP_AFTER = "CONFIRM_SWEEP_AFTER"
     SWEEP_INTERVAL = "CONFIRM_SWEEP_INTERVAL"
@@ -90,6 +91,7 @@ DEFAULTS: dict[str, t.Any] = {
     Keys.SMTP_VERIFY_TLS: True,
     Keys.SMTP_TIMEOUT: 30,
     Keys.DASHBOARD_URL: "/rq",
+    Keys.DASHBOARD_ORIGINS: (),
     Keys.JOB_TIMEOUT: 60,
     Keys.SWEEP_AFTER: 300,
     Keys.SWEEP_INTERVAL: 60,
@@ -163,6 +165,9 @@ class Settings:
     smtp_verify_tls: bool
     smtp_timeout: int
     dashboard_url: str | None
+    #: The origins, besides :attr:`external_url`'s, whose pages may act on
+    #: the dashboard, in :func:`origin_of`'s form.
+    dashboard_origins: tuple[str, ...]
     job_timeout: int
     sweep_after: int
     sweep_interval: int
@@ -255,6 +260,7 @@ def load(app: Flask) -> Settings:
         smtp_verify_tls=_require_bool(config, Keys.SMTP_VERIFY_TLS),
         smtp_timeout=_require_positive_int(config, Keys.SMTP_TIMEOUT),
         dashboard_url=_dashboard_url(config[Keys.DASHBOARD_URL]),
+        dashboard_origins=_dashboard_origins(config[Keys.DASHBOARD_ORIGINS]),
         job_timeout=_require_positive_int(config, Keys.JOB_TIMEOUT),
         sweep_after=_require_int(config, Keys.SWEEP_AFTER, minimum=0),
         sweep_interval=_require_positive_int(config, Keys.SWEEP_INTERVAL),
@@ -505,3 +511,59 @@ def _dashboard_url(value: t.Any) -> str | None:
             f" mount the dashboard; got {value!r}."
         )
     return value.rstrip("/")
+
+
+#: The port a browser leaves out of an origin, per scheme.
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str) -> str | None:
+    """The origin of ``url`` as a browser writes it in an ``Origin`` header:
+    ``scheme://host[:port]``, lower-cased, without the scheme's default port,
+    an internationalised host in its ASCII (IDNA) form. ``None`` if ``url``
+    is not an absolute http(s) URL. Internal."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # a port that is not a number, an unclosed "["
+        return None
+    scheme, host = parts.scheme.lower(), parts.hostname
+    if scheme not in DEFAULT_PORTS or not host:
+        return None
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            return None
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    if port is None or port == DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def _dashboard_origins(value: t.Any) -> tuple[str, ...]:
+    # One origin given as a string is a list of one, as Flask-CORS takes it.
+    values = [value] if isinstance(value, str) else value
+    fix = (
+        f"{Keys.DASHBOARD_ORIGINS} must be a list of origins (scheme, host and"
+        " port, nothing more) whose pages may act on the dashboard besides"
+        f" {Keys.EXTERNAL_URL}'s, such as ['https://admin.example.com'], or []"
+    )
+    if not isinstance(values, (list, tuple, set, frozenset)):
+        raise ConfigError(f"{fix}; got {value!r}.")
+    origins = []
+    for item in values:
+        origin = origin_of(item) if isinstance(item, str) else None
+        if origin is None:
+            raise ConfigError(f"{fix}; {item!r} is not one.")
+        parts = urlsplit(item)
+        if (
+            parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+            or "@" in parts.netloc
+        ):
+            raise ConfigError(f"{fix}; {item!r} is not one.")
+        origins.append(origin)
+    return tuple(origins)

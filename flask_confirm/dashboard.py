@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import importlib.metadata
 import typing as t
-from urllib.parse import urlsplit
 
 from flask import abort
 from flask import request
 
 from .config import Keys
+from .config import origin_of
 from .connection import describe
 from .errors import ConfigError
 
 if t.TYPE_CHECKING:
     from flask import Flask
+    from werkzeug.wrappers import Response
 
     from .extension import Confirm
 
@@ -25,7 +26,9 @@ def mount_dashboard(app: Flask, confirm: Confirm) -> None:
     rq-dashboard's blueprint is one module-level object shared by every app, so
     no hook may be added to it; the check is an app-level ``before_request``
     that looks at ``request.blueprint``. It runs before the dashboard's own
-    hooks.
+    hooks. Actions must come from a page of :data:`CONFIRM_EXTERNAL_URL`'s
+    origin or of :data:`CONFIRM_DASHBOARD_ORIGINS`, and no dashboard answer
+    may be framed.
 
     Unless the app sets ``RQ_DASHBOARD_REDIS_URL`` itself, the dashboard
     shows the Redis Flask-Confirm uses, through the same client (a Sentinel
@@ -78,6 +81,28 @@ def mount_dashboard(app: Flask, confirm: Confirm) -> None:
         )
 
     _exempt_from_csrf(app, rq_dashboard.blueprint)
+    # Where the dashboard's own pages come from: the site's public origin
+    # (never the request's Host header, which whoever sends the request
+    # chooses, as a DNS rebinding attack does) and the ones the app adds.
+    trusted = frozenset(
+        o
+        for o in (origin_of(settings.external_url), *settings.dashboard_origins)
+        if o is not None
+    )
+    prefix = settings.dashboard_url or ""
+
+    @app.after_request
+    def refuse_framing(response: Response) -> Response:
+        # Every answer under the prefix, including the 403s below, a 404,
+        # static files: a page that may not be framed cannot be clicked
+        # through from another site's. Matched on the path, since a 404 has
+        # no blueprint. A second Content-Security-Policy header only ever
+        # restricts: the app's own, if any, still applies in full.
+        if request.path == prefix or request.path.startswith(f"{prefix}/"):
+            response.headers["X-Frame-Options"] = "DENY"
+            if FRAME_POLICY not in response.headers.getlist("Content-Security-Policy"):
+                response.headers.add("Content-Security-Policy", FRAME_POLICY)
+        return response
 
     @app.before_request
     def guard_dashboard() -> None:
@@ -99,7 +124,7 @@ def mount_dashboard(app: Flask, confirm: Confirm) -> None:
             request.method not in SAFE_METHODS
             or request.endpoint in STATE_CHANGING_GET_ENDPOINTS
         )
-        if changes_state and not _same_origin():
+        if changes_state and not _from_trusted_origin(trusted):
             # rq-dashboard's actions (requeue, delete, empty) have no CSRF
             # protection of their own; a browser names the page that sent a
             # request in Origin (or at least Referer).
@@ -131,9 +156,16 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 STATE_CHANGING_GET_ENDPOINTS = frozenset({"rq_dashboard.requeue_all"})
 
 
-def _same_origin() -> bool:
+#: Sent with every dashboard response, with ``X-Frame-Options: DENY``.
+FRAME_POLICY = "frame-ancestors 'none'"
+
+
+def _from_trusted_origin(trusted: frozenset[str]) -> bool:
+    """Whether the page that sent the request is one of the dashboard's own:
+    its ``Origin`` (or, from a browser that sends none, ``Referer``) is the
+    origin of :data:`CONFIRM_EXTERNAL_URL` or one of
+    :data:`CONFIRM_DASHBOARD_ORIGINS`."""
     source = request.headers.get("Origin") or request.headers.get("Referer")
     if not source or source == "null":
         return False
-    parts = urlsplit(source)
-    return (parts.scheme, parts.netloc) == (request.scheme, request.host)
+    return origin_of(source) in trusted

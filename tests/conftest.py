@@ -602,10 +602,12 @@ def client(app: Flask) -> FlaskClient:
 
 
 @contextlib.contextmanager
-def serving(app: Flask) -> cabc.Iterator[str]:
-    """Serve ``app`` over real HTTP on a free local port, in a thread of
-    this process; yield its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+def serving(app: Flask, port: int = 0) -> cabc.Iterator[str]:
+    """Serve ``app`` over real HTTP on ``port`` (by default a free one), in a
+    thread of this process; yield its base URL. A test whose app must know
+    its own URL (:data:`CONFIRM_EXTERNAL_URL`) takes a :func:`free_port`
+    first."""
+    server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -60,6 +60,34 @@ def test_async_defaults_to_not_testing(testing: bool, expected: bool) -> None:
         ({Keys.TOKEN_MAX_AGE: "1 day"}, Keys.TOKEN_MAX_AGE, "positive"),
         ({Keys.URL_PREFIX: "confirm"}, Keys.URL_PREFIX, "starting with '/'"),
         ({Keys.DASHBOARD_URL: "/"}, Keys.DASHBOARD_URL, "None"),
+        ({Keys.DASHBOARD_ORIGINS: "*"}, Keys.DASHBOARD_ORIGINS, "admin.example.com"),
+        ({Keys.DASHBOARD_ORIGINS: 42}, Keys.DASHBOARD_ORIGINS, "list of origins"),
+        ({Keys.DASHBOARD_ORIGINS: [None]}, Keys.DASHBOARD_ORIGINS, "None is not"),
+        (
+            {Keys.DASHBOARD_ORIGINS: ["https://ops.example.com/rq"]},
+            Keys.DASHBOARD_ORIGINS,
+            "scheme, host and port",
+        ),
+        (
+            {Keys.DASHBOARD_ORIGINS: ["ops.example.com"]},
+            Keys.DASHBOARD_ORIGINS,
+            "'ops.example.com' is not one",
+        ),
+        (
+            {Keys.DASHBOARD_ORIGINS: ["ftp://ops.example.com"]},
+            Keys.DASHBOARD_ORIGINS,
+            "is not one",
+        ),
+        (
+            {Keys.DASHBOARD_ORIGINS: ["https://u:p@ops.example.com"]},
+            Keys.DASHBOARD_ORIGINS,
+            "is not one",
+        ),
+        (
+            {Keys.DASHBOARD_ORIGINS: ["https://ops.example.com:99999"]},
+            Keys.DASHBOARD_ORIGINS,
+            "is not one",
+        ),
         ({Keys.QUEUE: ""}, Keys.QUEUE, "non-empty"),
         ({Keys.MESSAGES: "Welcome"}, Keys.MESSAGES, "'password_reset'"),
         ({Keys.MESSAGES: {"welcome": {}}}, Keys.MESSAGES, "'email_change'"),
@@ -85,6 +113,27 @@ def test_bad_config_names_key_and_fix(
         create_app(**config)
     assert key in str(info.value)
     assert fix in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "origins"),
+    [
+        ((), ()),
+        ("https://ops.example.com", ("https://ops.example.com",)),
+        (
+            ["HTTPS://Ops.Example.com:443/", "http://127.0.0.1:8080"],
+            ("https://ops.example.com", "http://127.0.0.1:8080"),
+        ),
+        (["http://[::1]:5000"], ("http://[::1]:5000",)),
+        (["https://bücher.example"], ("https://xn--bcher-kva.example",)),
+    ],
+)
+def test_dashboard_origins_are_kept_as_browsers_write_them(
+    value: t.Any, origins: tuple[str, ...]
+) -> None:
+    app = create_app(**{Keys.DASHBOARD_ORIGINS: value})
+    settings = app.extensions["confirm"]._get_state(app).settings
+    assert settings.dashboard_origins == origins
 
 
 def test_mail_from_falls_back_to_flask_mail_default() -> None:

@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import base64
+import hmac
+import http.client
 import json
 import typing as t
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import rq_dashboard
@@ -13,9 +17,14 @@ from flask import abort
 from flask import Flask
 from flask import request
 from flask_sqlalchemy import SQLAlchemy
+from playwright.sync_api import BrowserContext
+from playwright.sync_api import expect
+from rq import Queue
 from rq.job import Job
 from werkzeug.datastructures import WWWAuthenticate
 
+from conftest import free_port
+from conftest import serving
 from flask_confirm import Confirm
 from flask_confirm import ConfirmableMixin
 from flask_confirm.tokens import address_digest
@@ -414,8 +423,12 @@ def test_job_data_holds_only_the_user_id(
         {"Origin": "https://evil.test"},
         {"Origin": "null"},
         {"Referer": "https://evil.test/rq/"},
-        {"Origin": "https://localhost"},  # right host, wrong scheme
-        {"Origin": "http://localhost.evil.test"},
+        {"Origin": "http://app.example.test"},  # right host, wrong scheme
+        {"Origin": "https://app.example.test:8443"},  # right host, wrong port
+        {"Origin": "https://app.example.test.evil.test"},
+        # The request's own host is no longer trusted (DNS rebinding).
+        {"Origin": "http://localhost"},
+        {"Referer": "http://localhost/rq/0/view/jobs"},
     ],
 )
 def test_cross_site_action_is_refused(
@@ -432,7 +445,11 @@ def test_cross_site_action_is_refused(
 
 @pytest.mark.parametrize(
     "headers",
-    [{"Origin": "http://localhost"}, {"Referer": "http://localhost/rq/0/view/jobs"}],
+    [
+        {"Origin": "https://app.example.test"},
+        {"Origin": "https://APP.example.test:443"},
+        {"Referer": "https://app.example.test/rq/0/view/jobs"},
+    ],
 )
 def test_same_origin_action_is_allowed(
     async_app: Flask, headers: dict[str, str]
@@ -457,7 +474,9 @@ def test_requeue_all_by_get_needs_same_origin(async_app: Flask) -> None:
     confirm_of(async_app).dashboard_auth(lambda: True)
     client = async_app.test_client()
     assert client.get("/rq/requeue/confirm").status_code == 403
-    allowed = client.get("/rq/requeue/confirm", headers={"Origin": "http://localhost"})
+    allowed = client.get(
+        "/rq/requeue/confirm", headers={"Origin": "https://app.example.test"}
+    )
     assert allowed.status_code == 200
 
 
@@ -488,7 +507,245 @@ def test_actions_work_under_global_csrf_protection(
     assert refused.status_code == 403
     assert queues_json(client)["confirm"]["count"] == 1
     deleted = client.post(
-        f"/rq/job/{job_id}/delete", headers={"Origin": "http://localhost"}
+        f"/rq/job/{job_id}/delete", headers={"Origin": "https://app.example.test"}
     )
     assert deleted.status_code == 200, deleted.get_data(as_text=True)
     assert queues_json(client)["confirm"]["count"] == 0
+
+
+# -- DNS rebinding and framing, from outside ---------------------------------------
+
+ADMIN = ("ops", "dashboard-password-4d1e")
+
+
+def basic_auth_check() -> bool:
+    """The README's check: HTTP basic auth, compared in constant time."""
+    auth = request.authorization
+    if auth is None or auth.type != "basic":
+        abort(401, www_authenticate=WWWAuthenticate("basic", {"realm": "rq"}))
+    given = f"{auth.username}:{auth.password}".encode()
+    return hmac.compare_digest(given, ":".join(ADMIN).encode())
+
+
+def basic_header() -> str:
+    return "Basic " + base64.b64encode(":".join(ADMIN).encode()).decode()
+
+
+def send(
+    base: str, method: str, path: str, headers: dict[str, str]
+) -> tuple[int, http.client.HTTPMessage, bytes]:
+    """One request over a real socket, with exactly these headers (``Host``
+    included, which urllib would not let a test forge)."""
+    parts = urlsplit(base)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        connection.request(method, path, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        connection.close()
+
+
+def queued(redis_client: redis.Redis) -> int:
+    return Queue("confirm", connection=redis_client).count
+
+
+def three_jobs(app: Flask, redis_client: redis.Redis) -> None:
+    client = app.test_client()
+    for name in ("ada", "grace", "edsger"):
+        register(client, f"{name}@example.org")
+    assert queued(redis_client) == 3
+
+
+def test_dns_rebinding_cannot_empty_the_queue(
+    make_app: AppFactory, redis_client: redis.Redis
+) -> None:
+    """The attacker's page is served from rebind.attacker.example, whose DNS
+    name is then pointed at the dashboard's address: the administrator's
+    browser sends ``Host`` and ``Origin`` both naming the attacker's site,
+    and its credentials. Only CONFIRM_EXTERNAL_URL's origin may act."""
+    app = make_app(CONFIRM_ASYNC=True)
+    confirm_of(app).dashboard_auth(basic_auth_check)
+    three_jobs(app, redis_client)
+    empty = "/rq/queue/confirm/queued/empty"
+    with serving(app) as base:
+        for origin in ("Origin", "Referer"):
+            status, _, body = send(
+                base,
+                "POST",
+                empty,
+                {
+                    "Host": "rebind.attacker.example",
+                    origin: "http://rebind.attacker.example"
+                    + ("/rq/" if origin == "Referer" else ""),
+                    "Authorization": basic_header(),
+                },
+            )
+            assert status == 403, body
+            assert b"Cross-site" in body
+            assert queued(redis_client) == 3
+        # A GET action too (requeue all), sent the same way.
+        status, _, _ = send(
+            base,
+            "GET",
+            "/rq/requeue/confirm",
+            {
+                "Host": "rebind.attacker.example",
+                "Origin": "http://rebind.attacker.example",
+                "Authorization": basic_header(),
+            },
+        )
+        assert status == 403
+        # The dashboard's own page, whatever Host the proxy passes on, may.
+        status, _, body = send(
+            base,
+            "POST",
+            empty,
+            {
+                "Host": "127.0.0.1",
+                "Origin": "https://app.example.test",
+                "Authorization": basic_header(),
+            },
+        )
+        assert status == 200, body
+    assert queued(redis_client) == 0
+
+
+def test_dashboard_origins_adds_origins(
+    make_app: AppFactory, redis_client: redis.Redis
+) -> None:
+    app = make_app(
+        CONFIRM_ASYNC=True,
+        CONFIRM_DASHBOARD_ORIGINS=["https://Ops.Example.org:443/"],
+    )
+    confirm_of(app).dashboard_auth(basic_auth_check)
+    three_jobs(app, redis_client)
+    empty = "/rq/queue/confirm/queued/empty"
+    with serving(app) as base:
+        refused, _, _ = send(
+            base,
+            "POST",
+            empty,
+            {"Origin": "https://other.example.org", "Authorization": basic_header()},
+        )
+        assert refused == 403
+        assert queued(redis_client) == 3
+        allowed, _, body = send(
+            base,
+            "POST",
+            empty,
+            {"Origin": "https://ops.example.org", "Authorization": basic_header()},
+        )
+        assert allowed == 200, body
+    assert queued(redis_client) == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "auth", "status"),
+    [
+        ("/rq/", True, 200),
+        ("/rq", True, 308),  # Werkzeug's redirect to the slash
+        ("/rq/0/data/queues.json", True, 200),
+        ("/rq/static/css/main.css", True, 200),
+        ("/rq/no/such/page", True, 404),
+        ("/rq/", False, 401),  # the check asks for credentials
+        ("/rq/static/css/main.css", False, 401),
+    ],
+)
+def test_no_dashboard_answer_may_be_framed(
+    make_app: AppFactory, path: str, auth: bool, status: int
+) -> None:
+    app = make_app(CONFIRM_ASYNC=True)
+    confirm_of(app).dashboard_auth(basic_auth_check)
+    headers = {"Authorization": basic_header()} if auth else {}
+    with serving(app) as base:
+        got, answer, _ = send(base, "GET", path, headers)
+    assert got == status
+    assert answer["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in answer.get_all("Content-Security-Policy", [])
+
+
+@pytest.mark.parametrize("why", ["closed", "denied", "cross-site"])
+def test_refusals_may_not_be_framed_either(make_app: AppFactory, why: str) -> None:
+    app = make_app(CONFIRM_ASYNC=True)
+    if why != "closed":
+        confirm_of(app).dashboard_auth(lambda: why == "cross-site")
+    with serving(app) as base:
+        got, answer, _ = send(
+            base, "POST", "/rq/queue/confirm/queued/empty", {"Origin": "null"}
+        )
+    assert got == 403
+    assert answer["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in answer.get_all("Content-Security-Policy", [])
+
+
+def test_the_apps_own_policy_is_kept_beside_the_frame_policy(
+    make_app: AppFactory,
+) -> None:
+    app = make_app(CONFIRM_ASYNC=True)
+    confirm_of(app).dashboard_auth(lambda: True)
+
+    @app.after_request
+    def own_policy(response: t.Any) -> t.Any:
+        response.headers["Content-Security-Policy"] = "img-src 'self'"
+        return response
+
+    response = app.test_client().get("/rq/")
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert set(response.headers.getlist("Content-Security-Policy")) == {
+        "img-src 'self'",
+        "frame-ancestors 'none'",
+    }
+    # Elsewhere the app's answers are its own.
+    elsewhere = app.test_client().get("/")
+    assert "X-Frame-Options" not in elsewhere.headers
+    assert elsewhere.headers.getlist("Content-Security-Policy") == ["img-src 'self'"]
+
+
+def test_a_framing_page_cannot_show_the_dashboard(
+    make_app: AppFactory,
+    redis_client: redis.Redis,
+    new_context: t.Callable[..., BrowserContext],
+) -> None:
+    """Clickjacking: a page on another origin frames the dashboard, under
+    the administrator's credentials, and hides it under its own buttons.
+    Chromium refuses to show it there; the same dashboard still opens as a
+    page of its own.
+
+    The attacker's page is served from another port of 127.0.0.1: a public
+    origin's frame of a local address would be stopped by Chromium's local
+    network access checks whatever the dashboard sends."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    app = make_app(CONFIRM_ASYNC=True, CONFIRM_EXTERNAL_URL=base)
+    confirm_of(app).dashboard_auth(basic_auth_check)
+    three_jobs(app, redis_client)
+    attacker_app = Flask("attacker")
+
+    @attacker_app.get("/")
+    def prize() -> str:
+        return (
+            "<h1>Win a prize</h1>"
+            f'<iframe id="victim" src="{base}/rq/" width="900" height="600">'
+            "</iframe>"
+        )
+
+    context = new_context(http_credentials={"username": ADMIN[0], "password": ADMIN[1]})
+    with serving(app, port), serving(attacker_app) as attacker:
+        page = context.new_page()
+        with page.expect_response(f"{base}/rq/") as framed:
+            page.goto(f"{attacker}/")
+        assert framed.value.status == 200  # sent, with the credentials
+        page.wait_for_load_state("load")
+        # The dashboard's page would say "Queues" and list the queue with
+        # its Empty button; the refused frame holds Chromium's error page.
+        (frame,) = [f for f in page.frames if f is not page.main_frame]
+        expect(frame.locator("body")).not_to_contain_text("Queues")
+        assert frame.locator("table#queues").count() == 0
+        assert not frame.url.startswith(base), frame.url
+        # What the frame would have been: the dashboard, for this browser.
+        own = context.new_page()
+        own.goto(f"{base}/rq/")
+        expect(own.get_by_role("heading", name="Queues")).to_be_visible()
+        expect(own.locator("table#queues tr[data-role=queue]")).to_have_count(1)
+    assert queued(redis_client) == 3
