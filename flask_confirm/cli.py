@@ -18,7 +18,11 @@ from redis.exceptions import RedisError
 from rq import Queue
 from rq import SimpleWorker
 from rq import Worker
-from rq.exceptions import StopRequested
+
+try:
+    from rq.exceptions import StopRequested
+except ImportError:  # older RQ 2 releases (2.3 among them) define it in rq.worker
+    from rq.worker import StopRequested  # type: ignore[attr-defined,no-redef]
 
 from .connection import connect
 from .connection import describe
