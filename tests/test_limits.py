@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import http.client
 import logging
+import os
+import shutil
+import socket
+import tempfile
 import threading
 import time
 import typing as t
@@ -17,6 +22,7 @@ import urllib.request
 import pytest
 import redis
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.serving import make_server
 
 from conftest import serving
 from flask_confirm import ConfigError
@@ -755,3 +761,68 @@ def test_rotation_merges_each_window_once(redis_client: redis.Redis) -> None:
     new = RateLimiter(redis_client, b"new")
     assert 3590 < new.hit("s", "id", windows) <= 3600
     assert sorted(redis_client.zcard(k) for k in limit_keys(redis_client)) == [2] * 4
+
+
+# -- no client address -------------------------------------------------------------
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket, as a reverse proxy talks to the app server."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=10)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(self.socket_path)
+        self.sock = sock
+
+
+def test_without_a_client_address_all_share_one_limit_and_it_is_said(
+    make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Served on a unix socket without ProxyFix, there is no client address
+    (Werkzeug says "<local>", others nothing): every visitor counts as one
+    client. That is documented; the app also logs it, once."""
+    app = make_app(CONFIRM_RESEND_IP_LIMIT="2 per hour")
+    folder = tempfile.mkdtemp(prefix="fc-")
+    path = os.path.join(folder, "app.sock")
+    server = make_server(f"unix://{path}", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def post(email: str, forwarded_for: str) -> int:
+        connection = UnixHTTPConnection(path)
+        try:
+            connection.request(
+                "POST",
+                "/confirm/resend",
+                body=urllib.parse.urlencode({"email": email}),
+                headers={
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    "X-Forwarded-For": forwarded_for,
+                },
+            )
+            return connection.getresponse().status
+        finally:
+            connection.close()
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="flask_confirm"):
+            # Three visitors, as the proxy in front would say; one bucket.
+            statuses = [
+                post(f"n{i}@example.org", f"203.0.113.{i}") for i in range(1, 4)
+            ]
+    finally:
+        server.shutdown()
+        thread.join(10)
+        shutil.rmtree(folder)
+    assert statuses == [200, 200, 429]
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "flask_confirm" and "client address" in r.getMessage()
+    ]
+    assert len(warnings) == 1, warnings
+    assert "ProxyFix" in warnings[0] and "CONFIRM_RESEND_IP_LIMIT" in warnings[0]
