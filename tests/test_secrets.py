@@ -17,6 +17,7 @@ import zlib
 
 import pytest
 import redis
+import sqlalchemy as sa
 from flask import Flask
 from rq.job import Job
 from rq.registry import FailedJobRegistry
@@ -179,7 +180,9 @@ def test_refusal_naming_the_address_is_stored_without_it(
     assert client.post("/register", data={"email": gone}).status_code == 201
     m = app.extensions["test_models"]
     with app.app_context():
-        user = m["User"](email=former, email_confirmed_at=dt.datetime.now(dt.UTC))
+        user = m["User"](
+            email=former, email_confirmed_at=dt.datetime.now(dt.timezone.utc)
+        )
         m["db"].session.add(user)
         m["db"].session.commit()
     with serving(app) as base:
@@ -234,3 +237,32 @@ def test_refusal_naming_the_address_is_stored_without_it(
     for text in (dump, worker_log, json.dumps(listing.json)):
         for secret in secrets:
             assert secret not in text, secret
+
+
+def test_inline_refusal_logs_and_records_no_address(
+    make_app: AppFactory,
+    make_smtp_server: t.Callable[[SMTPSink], SMTPServer],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With CONFIRM_ASYNC false the send runs in the request, and a failure
+    is logged with its traceback: the web process's log, and the reason
+    stored on the user, name no one either."""
+    gone = "gone.away@example.org"
+    sink = FlakySink(failures=10**6, reply=f"550 5.1.1 <{gone}>: no mailbox gone.away")
+    app = make_app(**make_smtp_server(sink).config)
+    with caplog.at_level(logging.DEBUG, logger="flask_confirm"):
+        response = app.test_client().post("/register", data={"email": gone})
+    assert response.status_code == 201
+    logged = "\n".join(
+        f"{r.getMessage()} {r.exc_text or ''}"
+        for r in caplog.records
+        if r.name == "flask_confirm"
+    )
+    m = app.extensions["test_models"]
+    with app.app_context():
+        (user,) = m["db"].session.scalars(sa.select(m["User"])).all()
+        reason = user.confirmation_error
+    assert "550 5.1.1" in logged and "Traceback" in logged
+    assert reason is not None and "550 5.1.1 <<address>>" in reason
+    for text in (logged, reason):
+        assert "gone.away" not in text, text
