@@ -48,6 +48,7 @@ class Keys:
     DASHBOARD_URL = "CONFIRM_DASHBOARD_URL"
     DASHBOARD_ORIGINS = "CONFIRM_DASHBOARD_ORIGINS"
     JOB_TIMEOUT = "CONFIRM_JOB_TIMEOUT"
+    FAILED_JOB_TTL = "CONFIRM_FAILED_JOB_TTL"
     SWEEP_AFTER = "CONFIRM_SWEEP_AFTER"
     SWEEP_INTERVAL = "CONFIRM_SWEEP_INTERVAL"
     RETRIES = "CONFIRM_RETRIES"
@@ -93,6 +94,7 @@ DEFAULTS: dict[str, t.Any] = {
     Keys.DASHBOARD_URL: "/rq",
     Keys.DASHBOARD_ORIGINS: (),
     Keys.JOB_TIMEOUT: 60,
+    Keys.FAILED_JOB_TTL: 7 * 86400,
     Keys.SWEEP_AFTER: 300,
     Keys.SWEEP_INTERVAL: 60,
     Keys.RETRIES: 5,
@@ -169,6 +171,9 @@ class Settings:
     #: the dashboard, in :func:`origin_of`'s form.
     dashboard_origins: tuple[str, ...]
     job_timeout: int
+    #: Seconds RQ keeps a failed job (and its redacted error) for the
+    #: dashboard, rather than RQ's own year.
+    failed_job_ttl: int
     sweep_after: int
     sweep_interval: int
     retries: int
@@ -262,6 +267,7 @@ def load(app: Flask) -> Settings:
         dashboard_url=_dashboard_url(config[Keys.DASHBOARD_URL]),
         dashboard_origins=_dashboard_origins(config[Keys.DASHBOARD_ORIGINS]),
         job_timeout=_require_positive_int(config, Keys.JOB_TIMEOUT),
+        failed_job_ttl=_require_positive_int(config, Keys.FAILED_JOB_TTL),
         sweep_after=_require_int(config, Keys.SWEEP_AFTER, minimum=0),
         sweep_interval=_require_positive_int(config, Keys.SWEEP_INTERVAL),
         retries=_require_int(config, Keys.RETRIES, minimum=0),

@@ -266,13 +266,15 @@ class Confirm(t.Generic[UserT]):
             redis_given=redis_given,
             queue=Queue(settings.queue, connection=redis, job_class=job_class),
             job_class=job_class,
-            # Keyed per purpose from the secret key, so every instance of the
-            # app shares the limits and nobody else can compute the keys.
+            # Keyed per purpose from the secret keys, so every instance of the
+            # app shares the limits and nobody else can compute the keys; all
+            # of them, so that a rotation keeps the limits (RateLimiter).
             limiter=RateLimiter(
                 redis,
-                hmac.new(
-                    _as_bytes(secret_keys[-1]), b"flask-confirm.limits", "sha256"
-                ).digest(),
+                [
+                    hmac.new(_as_bytes(k), b"flask-confirm.limits", "sha256").digest()
+                    for k in secret_keys
+                ],
             ),
             login_binding=login_binding,
         )

@@ -12,7 +12,9 @@ error delays a confirmation but never loses it.
 
 from __future__ import annotations
 
+import re
 import smtplib
+import typing as t
 
 from .errors import ConfirmError
 
@@ -100,3 +102,60 @@ def _decode(reply: bytes | str) -> str:
     if isinstance(reply, bytes):
         return reply.decode("utf-8", "replace")
     return reply
+
+
+#: Anything shaped like an address, a link, or a signed token
+#: (``payload.timestamp.signature``) in a provider's reply.
+_SECRETS = re.compile(
+    r"[^\s<>()\[\]{}'\",;:]+@[^\s<>()\[\]{}'\",;:]+"
+    r"|\b[a-z][a-z0-9+.-]*://[^\s<>'\"]+"
+    r"|\b[\w-]{10,}\.[\w-]{4,}\.[\w-]{10,}\b",
+    re.I,
+)
+
+
+def redact(
+    text: str, addresses: t.Iterable[str | None] = (), keep: t.Iterable[str] = ()
+) -> str:
+    """``text`` with every address, link and token in it replaced by
+    ``<address>`` (or ``<link>``, ``<token>``), and each of ``addresses``'
+    local parts too: servers echo the recipient ("no mailbox ada.lovelace"),
+    and what is kept of a failure (RQ's failed jobs, the dashboard, logs,
+    :attr:`.ConfirmableMixin.confirmation_error`) must not name anyone.
+
+    :param keep: addresses left as they are: the app's own sender address,
+        which a provider names when it refuses it ("not verified"), and
+        which the operator needs to read there.
+    """
+    kept = {address.lower() for address in keep if address}
+
+    def placeholder(match: re.Match[str]) -> str:
+        found = match.group(0)
+        if "@" in found and "://" not in found:
+            return found if found.lower() in kept else "<address>"
+        return "<link>" if "://" in found else "<token>"
+
+    text = _SECRETS.sub(placeholder, text)
+    for address in addresses:
+        local = (address or "").rpartition("@")[0]
+        if local:
+            pattern = rf"(?<![\w.+-]){re.escape(local)}(?![\w+-])"
+            text = re.sub(pattern, "<address>", text, flags=re.I)
+    return text
+
+
+def redacted(
+    error: BaseException,
+    addresses: t.Iterable[str | None],
+    keep: t.Iterable[str] = (),
+) -> SendError:
+    """A stand-in for ``error`` to raise out of a job instead of it: the
+    same verdict (:func:`is_permanent`), and :func:`describe`'s text with
+    :func:`redact` applied. RQ stores the traceback of what a job raises
+    (for :data:`CONFIRM_FAILED_JOB_TTL`, on the dashboard), and
+    ``smtplib``'s exceptions carry the recipient's address in their
+    arguments; raise it ``from None``, so the original is not chained in."""
+    text = redact(describe(error), addresses, keep)
+    if is_permanent(error):
+        return PermanentSendError(text)
+    return TransientSendError(text)

@@ -58,6 +58,7 @@ def dispatch(state: _State, kind: str, user_id: UserId) -> str | None:
             timeout=state.settings.job_timeout,
             retry=retry_policy(state),
             result_ttl=0,
+            failure_ttl=state.settings.failed_job_ttl,
         ).id
     except RedisError as e:
         logger.warning(
@@ -105,6 +106,7 @@ def enqueue(
                     description=description,
                     timeout=timeout,
                     retry=retry,
+                    failure_ttl=settings.failed_job_ttl,
                     pipeline=pipe,
                 )
                 job_ids.append(job.id)
@@ -162,6 +164,7 @@ def _queue_drain(state: _State, job_id: str) -> None:
         description="coalesced confirmations",
         timeout=state.settings.job_timeout,
         retry=retry_policy(state),
+        failure_ttl=state.settings.failed_job_ttl,
     )
 
 

@@ -14,6 +14,7 @@ import os
 import time
 import typing as t
 import weakref
+from email.utils import parseaddr
 
 from flask import current_app
 from flask import has_app_context
@@ -27,6 +28,8 @@ from .faults import ConfirmationBusy
 from .faults import describe
 from .faults import is_permanent
 from .faults import is_throttling
+from .faults import redact
+from .faults import redacted
 from .faults import TransientSendError
 from .models import primary_key
 from .models import utcnow
@@ -252,9 +255,11 @@ def send_reset_job(user_id: UserId) -> str | None:
         if is_permanent(e) and job is not None:
             job.retries_left = 0
         logger.warning(
-            "Sending the password reset for user %r failed: %s", user_id, describe(e)
+            "Sending the password reset for user %r failed: %s",
+            user_id,
+            redact(describe(e), [message.to], _own(message)),
         )
-        raise
+        raise redacted(e, [message.to], _own(message)) from None
     logger.info("Password reset for user %r sent (%s).", user_id, message_id)
     return message_id
 
@@ -307,6 +312,12 @@ def _user_locks(state: _State, user_ids: t.Sequence[UserId]) -> t.Iterator[set[U
                 )
 
 
+def _own(message: EmailMessage) -> list[str]:
+    """The app's own address in ``message`` (its From), which failure
+    descriptions keep: see :func:`.faults.redact`."""
+    return [parseaddr(message.sender)[1]]
+
+
 #: Times a job re-sends after a provider says "too fast", before it gives up
 #: and lets RQ retry it later.
 THROTTLE_ATTEMPTS = 5
@@ -351,7 +362,7 @@ def _send_change_notice(confirm: Confirm, state: _State, user: t.Any) -> None:
         logger.warning(
             "The email change notice to the old address of user %r failed: %s",
             primary_key(user),
-            describe(e),
+            redact(describe(e), [message.to], _own(message)),
         )
 
 
@@ -387,7 +398,8 @@ def _send(
         if permanent and job is not None and not in_batch:
             job.retries_left = 0  # RQ retries only while this is positive
         retrying = not permanent and job is not None and bool(job.retries_left)
-        reason = describe(e)
+        addresses = [message.to, user.pending_email]
+        reason = redact(describe(e), addresses, _own(message))
         user.confirmation_error = reason
         if permanent:
             user.confirmation_failed_at = utcnow()
@@ -403,7 +415,8 @@ def _send(
             signals.confirmation_failed.send(
                 app, user=user, error=e, permanent=permanent
             )
-        raise
+        # What RQ stores of the failure, for the dashboard, names nobody.
+        raise redacted(e, addresses, _own(message)) from None
 
     user.confirmation_sent_at = utcnow()
     user.confirmation_error = None

@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import typing as t
+import weakref
 from urllib.parse import urlsplit
 
 from flask import abort
@@ -29,7 +30,9 @@ from .i18n import gettext
 from .i18n import N_
 from .i18n import ngettext
 from .i18n import render
+from .limits import fold_address
 from .models import email_of
+from .models import primary_key
 
 if t.TYPE_CHECKING:
     from flask.typing import ResponseReturnValue
@@ -227,8 +230,7 @@ def create_blueprint(settings: Settings) -> Blueprint:
         differently (429), and it depends on nothing but the client.
         """
 
-        def send(confirm: Confirm, email: str) -> None:
-            user = confirm.find_user(email)
+        def send(confirm: Confirm, user: t.Any) -> None:
             if user is not None and not user.email_confirmed:
                 confirm.send_confirmation(user)
 
@@ -244,8 +246,7 @@ def create_blueprint(settings: Settings) -> Blueprint:
             whether or not the address belongs to a confirmed account, with
             the same limits as resend."""
 
-            def send(confirm: Confirm, email: str) -> None:
-                user = confirm.find_user(email)
+            def send(confirm: Confirm, user: t.Any) -> None:
                 if user is not None and user.email_confirmed:
                     confirm.request_password_reset(user)
 
@@ -480,11 +481,20 @@ def _request_by_address(
     scope: str,
     template: str,
     done_message: str,
-    send: t.Callable[[Confirm, str], None],
+    send: t.Callable[[Confirm, t.Any], None],
 ) -> ResponseReturnValue:
     """The shared body of resend and reset requests: per-client limit (429),
-    address check (400), per-address limit (silent), then ``send``; the same
-    answer for every address."""
+    address check (400), per-address limit (silent), then ``send`` with the
+    user found (or ``None``); the same answer for every address.
+
+    The per-address limit counts each request against the address in one
+    folded form (:func:`.limits.fold_address`) *and* against the account the
+    database matched, by its primary key: a database compares addresses by
+    rules of its own (PostgreSQL's ``lower()`` makes "İ" an "i"; MariaDB's
+    collations equate the dotless i, U+0131, with "i" and the long s,
+    U+017F, with "s"), so every spelling that finds the account was a fresh
+    limit, and 17 spellings sent 16 mails. The lookup runs for every
+    request, found or not, so the work done does not tell either."""
     if request.method != "POST":  # GET, and HEAD (which Flask routes here)
         if wants_json():
             return with_csrf_token({"status": "ready", "fields": ["email"]})
@@ -515,10 +525,15 @@ def _request_by_address(
         return _refuse(template, _BadInput("invalid_email", str(e)), email=typed)
     except _BadInput as e:
         return _refuse(template, e)
+    user = confirm.find_user(email)
+    identifiers = [fold_address(email)]
+    if user is not None:
+        # An address never contains ":", so this is no address's identifier.
+        identifiers.append(f"user:{primary_key(user)}")
     if not _hit(
-        confirm, f"{scope}-address", email.lower(), settings.resend_address_limit
+        confirm, f"{scope}-address", identifiers, settings.resend_address_limit
     ):
-        send(confirm, email)
+        send(confirm, user)
     message = gettext(done_message)
     if wants_json():
         return {"status": "accepted", "message": message}
@@ -544,17 +559,42 @@ def client_ip() -> str:
     """The client's address as the app sees it: ``request.remote_addr``, which
     is the proxy's unless the app trusts proxy headers (with Werkzeug's
     ``ProxyFix``, configured for its own number of proxies). An IPv6 client
-    counts as its /64 network, since one host commonly holds a whole /64."""
-    address = request.remote_addr or "unknown"
+    counts as its /64 network, since one host commonly holds a whole /64.
+
+    Without an IP address (a unix socket: Werkzeug says ``"<local>"``,
+    other servers nothing), every visitor is the one client ``"unknown"``,
+    and a warning says so, once per app."""
+    address = request.remote_addr or ""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
-        return address
+        _warn_no_client_address()
+        return "unknown"
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
             return str(ip.ipv4_mapped)
         return str(ipaddress.ip_network(f"{ip}/64", strict=False))
     return str(ip)
+
+
+#: Apps already warned that requests come without a client address.
+_WARNED_NO_ADDRESS: weakref.WeakSet[t.Any] = weakref.WeakSet()
+
+
+def _warn_no_client_address() -> None:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if app in _WARNED_NO_ADDRESS:
+        return
+    _WARNED_NO_ADDRESS.add(app)
+    logger.warning(
+        "A request came without a client address (REMOTE_ADDR is %r, as on"
+        " a unix socket): every client then shares one CONFIRM_RESEND_IP_LIMIT,"
+        " so a few requests lock everyone out. Behind a proxy, wrap the app"
+        " in werkzeug's ProxyFix(app.wsgi_app, x_for=<number of proxies>), or"
+        " have the server set REMOTE_ADDR (see the deployment docs). Said"
+        " once.",
+        request.remote_addr,
+    )
 
 
 def safe_next(target: str | None) -> str | None:
@@ -575,7 +615,9 @@ def safe_next(target: str | None) -> str | None:
     return target
 
 
-def _hit(confirm: Confirm, scope: str, identifier: str, windows: t.Any) -> float:
+def _hit(
+    confirm: Confirm, scope: str, identifier: str | list[str], windows: t.Any
+) -> float:
     """Record a hit against a limit; 0 if allowed, else the seconds to wait.
 
     Fails open: when Redis is down, queued sending is down too (requests are

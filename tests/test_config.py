@@ -30,6 +30,7 @@ def test_defaults_are_filled_in() -> None:
     assert app.config[Keys.REDIRECT_URL] == "/"
     assert app.config[Keys.ON_GET] is False
     assert app.config[Keys.DASHBOARD_URL] == "/rq"
+    assert app.config[Keys.FAILED_JOB_TTL] == 7 * 86400
 
 
 @pytest.mark.parametrize(("testing", "expected"), [(True, False), (False, True)])
@@ -98,6 +99,11 @@ def test_async_defaults_to_not_testing(testing: bool, expected: bool) -> None:
         ),
         ({Keys.MESSAGES: {"confirm": {"subject": ""}}}, Keys.MESSAGES, "non-empty"),
         ({Keys.PASSWORD_RESET_MAX_AGE: 0}, Keys.PASSWORD_RESET_MAX_AGE, "positive"),
+        ({Keys.FAILED_JOB_TTL: 0}, Keys.FAILED_JOB_TTL, "positive"),
+        ({Keys.FAILED_JOB_TTL: -1}, Keys.FAILED_JOB_TTL, "positive"),
+        ({Keys.FAILED_JOB_TTL: None}, Keys.FAILED_JOB_TTL, "positive"),
+        ({Keys.FAILED_JOB_TTL: "7 days"}, Keys.FAILED_JOB_TTL, "positive"),
+        ({Keys.FAILED_JOB_TTL: True}, Keys.FAILED_JOB_TTL, "positive"),
         ({Keys.PASSWORD_MIN_LENGTH: 0}, Keys.PASSWORD_MIN_LENGTH, ">= 1"),
         (
             {Keys.PASSWORD_RESET: True, Keys.PASSWORD_HASH_ATTRIBUTE: "pw"},

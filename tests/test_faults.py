@@ -12,6 +12,8 @@ from flask_confirm.faults import ConfirmationBusy
 from flask_confirm.faults import describe
 from flask_confirm.faults import is_permanent
 from flask_confirm.faults import PermanentSendError
+from flask_confirm.faults import redact
+from flask_confirm.faults import redacted
 from flask_confirm.faults import TransientSendError
 
 
@@ -90,3 +92,47 @@ def test_describe(error: BaseException, text: str) -> None:
 
 def test_describe_is_bounded() -> None:
     assert len(describe(RuntimeError("x" * 10_000))) == 500
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "550 5.1.1 <ada.lovelace@example.org>: Recipient address rejected",
+            "550 5.1.1 <<address>>: Recipient address rejected",
+        ),
+        ("no mailbox Ada.Lovelace here", "no mailbox <address> here"),
+        ("{'ada.lovelace@example.org': (550, b'x')}", "{'<address>': (550, b'x')}"),
+        ("see https://example.org/confirm/abc.def for", "see <link> for"),
+        (
+            "bad eyJpZCI6MX0abc.Zx1a2b.9sdf8g7h6j5k4 here",
+            "bad <token> here",
+        ),
+        ("421 4.3.2 Try later", "421 4.3.2 Try later"),
+        # Only the whole local part, not a word that contains it.
+        ("ada.lovelaces", "ada.lovelaces"),
+    ],
+)
+def test_redact(text: str, expected: str) -> None:
+    assert redact(text, ["ada.lovelace@example.org", None]) == expected
+
+
+def test_redacted_keeps_the_verdict_and_drops_the_address() -> None:
+    address = "ada.lovelace@example.org"
+    refused = smtplib.SMTPRecipientsRefused(
+        {address: (550, f"5.1.1 <{address}> unknown".encode())}
+    )
+    later = smtplib.SMTPRecipientsRefused({address: (451, b"4.7.1 ada.lovelace")})
+    permanent, transient = redacted(refused, [address]), redacted(later, [address])
+    assert isinstance(permanent, PermanentSendError) and is_permanent(permanent)
+    assert isinstance(transient, TransientSendError) and not is_permanent(transient)
+    for error in (permanent, transient):
+        assert "ada" not in repr(error.args) and "<address>" in str(error)
+    assert "550 5.1.1" in str(permanent) and "SMTPRecipientsRefused" in str(permanent)
+
+
+def test_redact_keeps_the_apps_own_address() -> None:
+    text = "MessageRejected: not verified: No-Reply@example.com, ada@example.org"
+    assert redact(text, ["ada@example.org"], keep=["no-reply@example.com"]) == (
+        "MessageRejected: not verified: No-Reply@example.com, <address>"
+    )

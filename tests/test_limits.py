@@ -6,16 +6,27 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import http.client
 import logging
+import os
+import shutil
+import socket
+import tempfile
 import threading
 import time
 import typing as t
+import urllib.error
+import urllib.parse
+import urllib.request
 
 import pytest
 import redis
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.serving import make_server
 
+from conftest import serving
 from flask_confirm import ConfigError
+from flask_confirm.limits import fold_address
 from flask_confirm.limits import parse_limit
 from flask_confirm.limits import RateLimiter
 from flask_confirm.limits import Window
@@ -609,3 +620,209 @@ def test_identifiers_are_keyed_not_plainly_hashed(
         # holding a list of them; the HMAC key is derived from SECRET_KEY.
         assert hashlib.sha256(identifier.encode()).hexdigest()[:32] not in text
     assert any(":resend-address:" in key for key in text.splitlines())
+
+
+# -- spellings of one address, and the matched user --------------------------------
+
+
+#: Spellings of ``victim.iris@example.com`` that some database's ``lower()``
+#: (or collation) takes for it while Python's ``.lower()`` does not: the
+#: dotted capital İ (U+0130), which PostgreSQL lowers to a plain i and
+#: Python to i + U+0307; the dotless i (U+0131) and the long s
+#: (U+017F), which MariaDB's
+#: collations equate with i and s; an accented í; and plain case variants.
+SPELLINGS = [
+    "victim.iris@example.com",
+    "VICTIM.IRIS@example.com",
+    "Victim.Iris@example.com",
+    *(
+        "victim.iris"[:i] + "İ" + "victim.iris"[i + 1 :] + "@example.com"
+        for i in (1, 4, 7, 9)
+    ),
+    "vİctİm.İrİs@example.com",
+    "vİctim.İris@example.com",
+    "victİm.irİs@example.com",
+    "vİctİm.iris@example.com",
+    "victim.İrİs@example.com",
+    "vİctim.irİs@example.com",
+    "victİm.İris@example.com",
+    "vİctİm.İris@example.com",
+    "vİctİm.irİs@example.com",
+    "vİctim.İrİs@example.com",
+    "victİm.İrİs@example.com",
+    "v\u0131ctim.iris@example.com",
+    "victim.iri\u017f@example.com",
+    "victím.iris@example.com",
+    "VİCTİM.İRİS@example.com",
+]
+
+
+def http_post(base: str, path: str, email: str) -> tuple[int, bytes]:
+    request = urllib.request.Request(
+        base + path,
+        data=urllib.parse.urlencode({"email": email}).encode(),
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+@pytest.mark.parametrize("path", ["/confirm/resend", "/confirm/reset"])
+def test_spellings_of_one_address_share_its_limit(
+    make_app: AppFactory, database_url: str, path: str
+) -> None:
+    """The attack of issue 11, item 4: every spelling the database matches to
+    the victim's account was a limit of its own (17 spellings, 16 mails on
+    PostgreSQL). Now the limit also counts against the account found, so
+    the default "1 per 3 minutes" lets one mail through, over real HTTP."""
+    app = make_app(
+        CONFIRM_PASSWORD_RESET=True,
+        CONFIRM_RESEND_IP_LIMIT=None,  # the attacker has many addresses
+        SQLALCHEMY_DATABASE_URI=database_url,
+    )
+    add_user(app, "victim.iris@example.com", confirmed=path.endswith("reset"))
+    with app.app_context():
+        confirm = app.extensions["confirm"]
+        matched = [s for s in SPELLINGS if confirm.find_user(s) is not None]
+    # The precondition of the attack: more than one spelling finds the user
+    # (on PostgreSQL and MariaDB many that Python's lower() keeps apart).
+    assert len(matched) >= 3, matched
+    with serving(app) as base:
+        answers = [http_post(base, path, email) for email in SPELLINGS]
+        answers.append(http_post(base, path, "nobody@example.com"))
+    # One answer for all, the unknown address included: nothing to enumerate.
+    assert len(set(answers)) == 1, {a[0] for a in answers}
+    assert answers[0][0] == 200
+    assert [m.to for m in outbox(app)] == ["victim.iris@example.com"]
+
+
+def test_address_text_is_compared_casefolded(limiter: RateLimiter) -> None:
+    # One normalised form for the text: "Straße" and "STRASSE" fold alike
+    # (lower() does not), so do the compatibility forms of a letter.
+    windows = parse_limit("1 per hour")
+    assert fold_address("Straße@example.org") == fold_address("STRASSE@example.org")
+    assert fold_address("ﬁn@example.org") == fold_address("FIN@example.org")
+    assert limiter.hit("s", fold_address("straße@example.org"), windows) == 0
+    assert limiter.hit("s", fold_address("STRASSE@example.org"), windows) > 0
+
+
+def test_one_hit_counts_against_every_identifier(limiter: RateLimiter) -> None:
+    windows = parse_limit("1 per hour")
+    assert limiter.hit("s", ["text-a", "user:7"], windows) == 0
+    # Another text for the same user: refused, and not counted for the text.
+    assert limiter.hit("s", ["text-b", "user:7"], windows) > 0
+    assert limiter.hit("s", ["text-b"], windows) == 0
+    assert limiter.hit("s", ["text-a"], windows) > 0
+
+
+# -- SECRET_KEY rotation -----------------------------------------------------------
+
+
+def test_limits_survive_a_secret_key_rotation(
+    make_app: AppFactory, redis_client: redis.Redis
+) -> None:
+    """Rotating SECRET_KEY (the old one moved to SECRET_KEY_FALLBACKS) reset
+    every limit: the limiter's key came from the newest key only. Each step
+    is a new app instance on the same Redis, as a deployment would be."""
+    old = "old-secret-key-that-is-long-enough"
+    new = "new-secret-key-that-is-long-enough"
+    limits = {"CONFIRM_RESEND_IP_LIMIT": "3 per hour"}
+
+    def client(**config: t.Any) -> FlaskClient:
+        return make_app(**limits, **config).test_client()
+
+    before = client(SECRET_KEY=old)
+    for n in range(3):
+        assert resend(before, f"n{n}@example.org").status_code == 200
+    assert_limited(resend(before, "n3@example.org"))
+    # Rotated: the new key signs, the old one is still accepted.
+    rotating = client(SECRET_KEY=new, SECRET_KEY_FALLBACKS=[old])
+    assert_limited(resend(rotating, "n4@example.org"))
+    # The old key dropped at last: what was counted during the rotation holds.
+    after = client(SECRET_KEY=new)
+    assert_limited(resend(after, "n5@example.org"))
+    # And another client still has a limit of its own.
+    assert resend(after, "n6@example.org", ip="192.0.2.77").status_code == 200
+    # Every key, those the rotation merged into included, expires.
+    assert all(redis_client.pttl(key) > 0 for key in limit_keys(redis_client))
+
+
+def test_rotation_merges_each_window_once(redis_client: redis.Redis) -> None:
+    windows = parse_limit("2 per hour; 3 per day")
+    old = RateLimiter(redis_client, b"old")
+    assert old.hit("s", "id", windows) == 0
+    rotating = RateLimiter(redis_client, [b"old", b"new"])
+    # One more is allowed (the old key's hit is counted, not twice).
+    assert rotating.hit("s", "id", windows) == 0
+    assert rotating.hit("s", "id", windows) > 0
+    new = RateLimiter(redis_client, b"new")
+    assert 3590 < new.hit("s", "id", windows) <= 3600
+    assert sorted(redis_client.zcard(k) for k in limit_keys(redis_client)) == [2] * 4
+
+
+# -- no client address -------------------------------------------------------------
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket, as a reverse proxy talks to the app server."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=10)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(self.socket_path)
+        self.sock = sock
+
+
+def test_without_a_client_address_all_share_one_limit_and_it_is_said(
+    make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Served on a unix socket without ProxyFix, there is no client address
+    (Werkzeug says "<local>", others nothing): every visitor counts as one
+    client. That is documented; the app also logs it, once."""
+    app = make_app(CONFIRM_RESEND_IP_LIMIT="2 per hour")
+    folder = tempfile.mkdtemp(prefix="fc-")
+    path = os.path.join(folder, "app.sock")
+    server = make_server(f"unix://{path}", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def post(email: str, forwarded_for: str) -> int:
+        connection = UnixHTTPConnection(path)
+        try:
+            connection.request(
+                "POST",
+                "/confirm/resend",
+                body=urllib.parse.urlencode({"email": email}),
+                headers={
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    "X-Forwarded-For": forwarded_for,
+                },
+            )
+            return connection.getresponse().status
+        finally:
+            connection.close()
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="flask_confirm"):
+            # Three visitors, as the proxy in front would say; one bucket.
+            statuses = [
+                post(f"n{i}@example.org", f"203.0.113.{i}") for i in range(1, 4)
+            ]
+    finally:
+        server.shutdown()
+        thread.join(10)
+        shutil.rmtree(folder)
+    assert statuses == [200, 200, 429]
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "flask_confirm" and "client address" in r.getMessage()
+    ]
+    assert len(warnings) == 1, warnings
+    assert "ProxyFix" in warnings[0] and "CONFIRM_RESEND_IP_LIMIT" in warnings[0]
