@@ -427,9 +427,9 @@ class Confirm(t.Generic[UserT]):
         an earlier change stops working, and once
         the change is made so does every link for the old address. The same
         delivery guarantee as for confirmations applies to the link and the
-        notice (sweeps, retries, ``status``); a retried link repeats the
-        notice, and a notice the old mailbox refuses does not hold up the
-        link.
+        notice (sweeps, retries, ``status``); the notice goes out once per
+        request however often the link is retried, and a notice the old
+        mailbox refuses does not hold up the link.
 
         :raises InvalidEmail: ``new_email`` is not a usable address.
         :raises EmailInUse: another user has that address already.
