@@ -1925,3 +1925,44 @@ def test_concurrent_posts_of_one_reset_link_set_one_password(
             assert (status, body["error"]) == (400, "token_invalid"), answers
     assert check_password(app, user_id, f"password number {winner}")
     assert resets == [user_id]
+
+
+# -- one spelling per token -----------------------------------------------------
+
+B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def other_spellings(token: str) -> list[str]:
+    """The spellings of ``token`` that decode to the same bytes: the
+    signature with ``=`` padding, and with the unused low bits of its last
+    character set otherwise (an HMAC-SHA1 of 20 bytes leaves 2 of them)."""
+    head, _, signature = token.rpartition(".")
+    unused = len(signature) * 6 % 8
+    assert unused == 2
+    last = B64.index(signature[-1])
+    altered = [f"{token}=", f"{token}=="]
+    for bits in range(1, 1 << unused):
+        twin = B64[last ^ bits]
+        altered.append(f"{head}.{signature[:-1]}{twin}")
+    return altered
+
+
+def test_a_token_has_one_spelling(reset_app: Flask) -> None:
+    """Five spellings of one confirmation, reset or cancel link decode to
+    the same signature; only the one that was mailed is accepted."""
+    app, client = reset_app, reset_app.test_client()
+    user_id, confirm_path = register_for_link(app, client, "ada@example.org")
+    links = {"confirm": confirm_path}
+    user_id = confirmed_user(app, client, "bob@example.org", "old password")
+    client.post("/confirm/reset", data={"email": "bob@example.org"})
+    links["reset"] = path_of(link_in(outbox(app)[-1]))
+    change_email(app, client, user_id, "bob@new.example.org")
+    links["cancel"] = notice_cancel_path(app)
+    for kind, path in links.items():
+        prefix, _, token = path.rpartition("/")
+        for spelling in other_spellings(token):
+            response = client.get(f"{prefix}/{spelling}", headers=JSON)
+            assert response.status_code == 400, (kind, spelling)
+            assert response.json is not None
+            assert response.json["error"] == "token_invalid", (kind, spelling)
+        assert client.get(path, headers=JSON).status_code == 200, kind
