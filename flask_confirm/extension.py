@@ -658,12 +658,13 @@ class Confirm(t.Generic[UserT]):
 
     def make_token(self, user: UserT) -> str:
         """Return a new confirmation token for the address ``user`` is
-        confirming: the :attr:`~.ConfirmableMixin.pending_email` of an email
-        change, else the current address."""
+        confirming: the current address, bound to it
+        (:func:`.tokens.address_digest`); or, while an email change is
+        pending, bound to that request, the new address and the time it was
+        asked for (:func:`.tokens.change_digest`), so that a newer request,
+        even to the same address, kills every earlier change link."""
         state = self._get_state()
-        return state.serializer.dumps(
-            primary_key(user), target_address(user, state.settings.email_attribute)
-        )
+        return state.serializer.sign(primary_key(user), _link_binding(state, user))
 
     def load_user(self, token: str) -> UserT:
         """Return the user a confirmation token was made for.
@@ -681,14 +682,19 @@ class Confirm(t.Generic[UserT]):
         state = self._get_state()
         user_id, digest = state.serializer.loads(token)
         user = self._get_user(state, user_id)
+        pending = user.pending_email
+        if pending and hmac.compare_digest(
+            change_digest(pending, user.confirmation_requested_at), digest
+        ):
+            return user, pending
         current = getattr(user, state.settings.email_attribute, None)
-        for address in (user.pending_email, current):
-            if (
-                isinstance(address, str)
-                and address
-                and hmac.compare_digest(address_digest(address), digest)
-            ):
-                return user, address
+        if isinstance(current, str) and current:
+            # The change link that made the current address is still its
+            # own: used again, it answers as a used confirmation link does.
+            made_by = change_digest(current, user.confirmation_requested_at)
+            for binding in (address_digest(current), made_by):
+                if hmac.compare_digest(binding, digest):
+                    return user, current
         raise TokenInvalid("The token's user or address is no longer current.")
 
     def _get_user(self, state: _State, user_id: UserId) -> UserT:
@@ -803,7 +809,12 @@ class Confirm(t.Generic[UserT]):
             done = self._update_user(
                 state,
                 user,
-                [model.pending_email == new_email],
+                [
+                    model.pending_email == new_email,
+                    _same_time(
+                        model.confirmation_requested_at, user.confirmation_requested_at
+                    ),
+                ],
                 {
                     getattr(model, attribute): new_email,
                     model.pending_email: None,
@@ -1014,6 +1025,21 @@ def _check_password_reset(
             " one is still stored, so that they work once: set the key to the name"
             " of the column that holds it."
         )
+
+
+def _link_binding(state: _State, user: t.Any) -> str:
+    """What a confirmation token of ``user`` is bound to now: the pending
+    change request, else the current address."""
+    pending = user.pending_email
+    if pending is not None:
+        return change_digest(pending, user.confirmation_requested_at)
+    return address_digest(email_of(user, state.settings.email_attribute))
+
+
+def _same_time(column: t.Any, value: t.Any) -> ColumnElement[bool]:
+    """``column`` holds ``value`` (``None`` too): the request a link was
+    made for is still the one recorded."""
+    return column.is_(None) if value is None else column == value  # type: ignore[no-any-return]
 
 
 def _reset_binding(state: _State, user: t.Any) -> str:
