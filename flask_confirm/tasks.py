@@ -370,7 +370,7 @@ def _send_change_notice(confirm: Confirm, state: _State, user: t.Any) -> None:
         )
 
 
-def _claim_notice(state: _State, user: t.Any) -> str | bool | None:
+def _claim_notice(state: _State, user: t.Any) -> str | t.Literal[False] | None:
     """Record in Redis that the notice of ``user``'s pending change is being
     sent. Returns the key, ``False`` if it was recorded before, or ``None``
     when nothing is recorded (jobs run inline, or Redis failed: a second
