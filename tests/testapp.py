@@ -134,10 +134,16 @@ def create_app(**config: t.Any) -> Flask:
         return {"id": user.id, "job_id": job_id}, 201
 
     @app.post("/change-email")
-    def change_email() -> dict[str, t.Any]:
+    def change_email() -> t.Any:
         """What an account page would do: ``id`` and ``email`` in the form."""
         user = db.session.get(User, read_key(request.form["id"])) or abort(404)
-        return {"job_id": confirm.request_email_change(user, request.form["email"])}
+        try:
+            job_id = confirm.request_email_change(user, request.form["email"])
+        except (EmailInUse, InvalidEmail):
+            raise
+        except ValueError as e:  # the user's current address
+            return {"error": "same_address", "message": str(e)}, 400
+        return {"job_id": job_id}
 
     @app.errorhandler(EmailInUse)
     def email_in_use(error: EmailInUse) -> tuple[dict[str, t.Any], int]:
