@@ -69,6 +69,44 @@ def normalize_email(raw: str) -> str:
     return str(valid.normalized)
 
 
+def lookup_keys(email: str) -> list[str]:
+    """What ``lower()`` of a stored address must be for it to be ``email``:
+    the forms a row may hold it in, lower-cased as a database lowers them.
+
+    A row may hold the address normalised (:func:`normalize_email`: the
+    domain in Unicode) or as stored before normalisation, such as
+    ``carol@XN--BCHER-KVA.example``, so both the Unicode and the ASCII
+    (IDNA) domain are given, so that the punycode spelling of an address is
+    that address. Each is lower-cased as PostgreSQL and MariaDB do (all of
+    Unicode) and as SQLite does (ASCII letters only), so that the keys can
+    be compared with ``lower(column)`` on any database, and use an index
+    on it. An ``email`` that is not a valid address is looked up as typed,
+    stripped.
+    """
+    email = email.strip()
+    forms = [email]
+    try:
+        normal = normalize_email(email)
+        ascii_domain = email_validator.validate_email(
+            normal, check_deliverability=False
+        ).ascii_domain
+    except InvalidEmail:
+        pass
+    else:
+        local = normal.rpartition("@")[0]
+        forms = [normal, f"{local}@{ascii_domain}"]
+    keys = {key for form in forms for key in (form.lower(), _ascii_lower(form))}
+    return sorted(keys)
+
+
+def _ascii_lower(text: str) -> str:
+    """``text`` lower-cased as SQLite's ``lower()`` does: ASCII only."""
+    return text.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
 def _message(email: str) -> str:
     """One of our few messages for ``email-validator``'s many: a bad domain
     (told by checking the domain alone), too long (in UTF-8 octets, as

@@ -12,11 +12,15 @@ from urllib.parse import urlsplit
 from flask import current_app
 from redis import Redis
 from rq import Queue
+from sqlalchemy import case
 from sqlalchemy import func
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import literal
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import aliased
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql.elements import ColumnElement
 from typing_extensions import TypeVar  # default=, before Python 3.13
@@ -24,6 +28,7 @@ from typing_extensions import TypeVar  # default=, before Python 3.13
 from . import bulk
 from . import logins
 from . import signals
+from .addresses import lookup_keys
 from .addresses import normalize_email
 from .config import Keys
 from .config import load
@@ -429,23 +434,26 @@ class Confirm(t.Generic[UserT]):
         an earlier change stops working, and once
         the change is made so does every link for the old address. The same
         delivery guarantee as for confirmations applies to the link and the
-        notice (sweeps, retries, ``status``); a retried link repeats the
-        notice, and a notice the old mailbox refuses does not hold up the
-        link.
+        notice (sweeps, retries, ``status``); the notice goes out once per
+        request however often the link is retried, and a notice the old
+        mailbox refuses does not hold up the link.
 
         :raises InvalidEmail: ``new_email`` is not a usable address.
-        :raises EmailInUse: another user has that address already.
+        :raises EmailInUse: another user has that address already, in any
+            spelling (:func:`.addresses.lookup_keys`: case, the punycode or
+            Unicode form of the domain).
         :raises ValueError: it is the user's current address.
         :return: the id of the job that mails the link, or ``None`` if it
             could not be queued (the sweeper queues it later).
         """
         app = current_app._get_current_object()  # type: ignore[attr-defined]
+        state = self._get_state()
         new_email = normalize_email(new_email)
-        old_email = email_of(user, self._get_state().settings.email_attribute)
-        if new_email.lower() == old_email.strip().lower():
+        old_email = email_of(user, state.settings.email_attribute)
+        if set(lookup_keys(new_email)) & set(lookup_keys(old_email)):
             raise ValueError("The new address is the user's current address.")
-        other = self.find_user(new_email)
-        if other is not None and other is not user:
+        taken = select(_used_by_another(state, user, new_email))
+        if state.db.session.scalar(taken):
             raise EmailInUse("Another user has that address already.")
         user.pending_email = new_email
         job_id = self._request_link(user)
@@ -660,12 +668,13 @@ class Confirm(t.Generic[UserT]):
 
     def make_token(self, user: UserT) -> str:
         """Return a new confirmation token for the address ``user`` is
-        confirming: the :attr:`~.ConfirmableMixin.pending_email` of an email
-        change, else the current address."""
+        confirming: the current address, bound to it
+        (:func:`.tokens.address_digest`); or, while an email change is
+        pending, bound to that request, the new address and the time it was
+        asked for (:func:`.tokens.change_digest`), so that a newer request,
+        even to the same address, kills every earlier change link."""
         state = self._get_state()
-        return state.serializer.dumps(
-            primary_key(user), target_address(user, state.settings.email_attribute)
-        )
+        return state.serializer.sign(primary_key(user), _link_binding(state, user))
 
     def load_user(self, token: str) -> UserT:
         """Return the user a confirmation token was made for.
@@ -683,14 +692,19 @@ class Confirm(t.Generic[UserT]):
         state = self._get_state()
         user_id, digest = state.serializer.loads(token)
         user = self._get_user(state, user_id)
+        pending = user.pending_email
+        if pending and hmac.compare_digest(
+            change_digest(pending, user.confirmation_requested_at), digest
+        ):
+            return user, pending
         current = getattr(user, state.settings.email_attribute, None)
-        for address in (user.pending_email, current):
-            if (
-                isinstance(address, str)
-                and address
-                and hmac.compare_digest(address_digest(address), digest)
-            ):
-                return user, address
+        if isinstance(current, str) and current:
+            # The change link that made the current address is still its
+            # own: used again, it answers as a used confirmation link does.
+            made_by = change_digest(current, user.confirmation_requested_at)
+            for binding in (address_digest(current), made_by):
+                if hmac.compare_digest(binding, digest):
+                    return user, current
         raise TokenInvalid("The token's user or address is no longer current.")
 
     def _get_user(self, state: _State, user_id: UserId) -> UserT:
@@ -792,10 +806,19 @@ class Confirm(t.Generic[UserT]):
         confirmed address, in one conditional ``UPDATE``, and
         :data:`.email_changed` and :data:`.email_confirmed` are sent.
 
+        The ``UPDATE`` also requires that no other row holds ``new_email``
+        in any spelling (``NOT EXISTS``, case-insensitively, either form of
+        the domain), so that an account registered with ``SHARED@...``
+        after a change to ``shared@...`` was asked for does not end up with
+        a twin. That check runs inside the statement; only a unique index
+        on ``lower(email)`` also closes the moment between two transactions
+        committing at once (see :ref:`unique-lower-email`).
+
         :return: ``False`` if no change to ``new_email`` is pending (it was
             made already, or cancelled, or replaced by another).
-        :raises EmailInUse: someone else took the address meanwhile (the
-            database's unique constraint said so); the change stays pending.
+        :raises EmailInUse: someone else has the address (the ``NOT
+            EXISTS`` or the database's unique constraint said so); the
+            change stays pending.
         """
         state = self._get_state()
         model = state.user_model
@@ -805,7 +828,13 @@ class Confirm(t.Generic[UserT]):
             done = self._update_user(
                 state,
                 user,
-                [model.pending_email == new_email],
+                [
+                    model.pending_email == new_email,
+                    _same_time(
+                        model.confirmation_requested_at, user.confirmation_requested_at
+                    ),
+                    ~_used_by_another(state, user, new_email),
+                ],
                 {
                     getattr(model, attribute): new_email,
                     model.pending_email: None,
@@ -815,6 +844,10 @@ class Confirm(t.Generic[UserT]):
         except IntegrityError as e:
             state.db.session.rollback()
             raise EmailInUse("Another user has that address already.") from e
+        if not done and state.db.session.scalar(
+            select(_used_by_another(state, user, new_email))
+        ):
+            raise EmailInUse("Another user has that address already.")
         if done:
             app = current_app._get_current_object()  # type: ignore[attr-defined]
             signals.email_changed.send(app, user=user, old_email=old_email)
@@ -973,14 +1006,32 @@ class Confirm(t.Generic[UserT]):
         return state.login_binding.login_id(app_id, user)
 
     def find_user(self, email: str) -> UserT | None:
-        """Return the user with address ``email`` (compared without regard to
-        case or surrounding space), or ``None``."""
+        """Return the user with address ``email``, or ``None``.
+
+        Addresses are compared without regard to case or surrounding space,
+        and with the domain in either form, so ``carol@xn--bcher-kva.example``
+        finds ``carol@bücher.example`` (:func:`.addresses.lookup_keys`).
+        SQLite's ``lower()`` folds ASCII letters only, so there a stored
+        capital non-ASCII letter matches only as stored.
+
+        Where several rows match (twins stored before these rules, or by the
+        app), the answer is deterministic: a user whose address is
+        confirmed before one whose is not, then the earliest confirmed,
+        then the lowest primary key (the oldest row, for keys that grow).
+        """
         state = self._get_state()
         model = state.user_model
         column = getattr(model, state.settings.email_attribute)
-        # Lowered by the database on both sides: SQLite's lower() folds ASCII
-        # only, and must fold the typed address the same way as the stored one.
-        query = select(model).where(func.lower(column) == func.lower(email.strip()))
+        confirmed_at = model.email_confirmed_at
+        query = (
+            select(model)
+            .where(func.lower(column).in_(lookup_keys(email)))
+            .order_by(
+                case((confirmed_at.is_(None), 1), else_=0),
+                confirmed_at,
+                state.key.column,
+            )
+        )
         return state.db.session.scalars(query.limit(1)).first()
 
 
@@ -1016,6 +1067,43 @@ def _check_password_reset(
             " one is still stored, so that they work once: set the key to the name"
             " of the column that holds it."
         )
+
+
+def _link_binding(state: _State, user: t.Any) -> str:
+    """What a confirmation token of ``user`` is bound to now: the pending
+    change request, else the current address."""
+    pending = user.pending_email
+    if pending is not None:
+        return change_digest(pending, user.confirmation_requested_at)
+    return address_digest(email_of(user, state.settings.email_attribute))
+
+
+def _used_by_another(state: _State, user: t.Any, email: str) -> ColumnElement[bool]:
+    """``EXISTS``: a row other than ``user``'s holds ``email`` in any
+    spelling. The rows are read through a derived table with a ``LIMIT``,
+    which MySQL and MariaDB materialise, since they refuse an ``UPDATE``
+    whose subquery reads the table being updated."""
+    model = state.user_model
+    other = aliased(model)
+    key_name = sa_inspect(model).get_property_by_column(state.key.column).key
+    other_key = getattr(other, key_name)
+    column = getattr(other, state.settings.email_attribute)
+    rows = (
+        select(other_key)
+        .where(
+            func.lower(column).in_(lookup_keys(email)),
+            other_key != state.key.value(primary_key(user)),
+        )
+        .limit(1)
+        .subquery("used_by_another")
+    )
+    return select(literal(1)).select_from(rows).exists()
+
+
+def _same_time(column: t.Any, value: t.Any) -> ColumnElement[bool]:
+    """``column`` holds ``value`` (``None`` too): the request a link was
+    made for is still the one recorded."""
+    return column.is_(None) if value is None else column == value  # type: ignore[no-any-return]
 
 
 def _reset_binding(state: _State, user: t.Any) -> str:

@@ -35,6 +35,14 @@ class PermanentSendError(SendError):
     """The provider refused this message for good: do not retry."""
 
 
+class InvalidRecipient(PermanentSendError, ValueError):
+    """The recipient's address cannot be parsed or encoded as one address
+    (a row stored by the app itself, or by an older version, holding
+    ``a,b@example.org``, say). No provider will ever take it, so it is a
+    permanent failure, not one for the sweeper to queue again forever.
+    """
+
+
 class TransientSendError(SendError):
     """Sending failed for now: retry later."""
 

@@ -20,6 +20,7 @@ import re
 import typing as t
 
 from .config import Keys
+from .faults import InvalidRecipient
 from .faults import PermanentSendError
 from .faults import TransientSendError
 
@@ -98,11 +99,32 @@ class _Address:
 
 def _address(value: str, role: str) -> _Address:
     """The address ``value`` (``local@domain`` or ``Name <local@domain>``)
-    ready for the header and the envelope."""
+    ready for the header and the envelope.
+
+    :raises InvalidRecipient: the recipient's cannot be read as one address
+        or its domain cannot be encoded, which no retry changes.
+    :raises ValueError: the same of the sender: the configuration, which
+        every mail shares, so it stays a transient failure until fixed.
+    """
     if value.isascii() and "@" in value and not _NOT_BARE.search(value):
         # The common case, per message: a plain ASCII address as it is.
         return _Address(value, value, value.rpartition("@")[2], False)
-    return _parse_address(value, role)
+    try:
+        return _parse_address(value, role)
+    except ValueError as e:  # UnicodeError too, from the IDNA codec
+        if role != "recipient" or isinstance(e, InvalidRecipient):
+            raise
+        raise InvalidRecipient(str(e) or "The recipient address is not valid.") from e
+
+
+def check_recipient(value: str) -> None:
+    """Check that ``value`` can be a mail's recipient, as the SMTP and SES
+    senders write it, before any sender (the app's own included) is handed
+    it. Internal.
+
+    :raises InvalidRecipient: it cannot.
+    """
+    _address(value, "recipient")
 
 
 def ascii_address(value: str, role: str, service: str) -> str:

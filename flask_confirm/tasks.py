@@ -31,8 +31,10 @@ from .faults import is_throttling
 from .faults import redact
 from .faults import redacted
 from .faults import TransientSendError
+from .mime import check_recipient
 from .models import primary_key
 from .models import utcnow
+from .tokens import change_digest
 
 if t.TYPE_CHECKING:
     from flask import Flask
@@ -329,6 +331,9 @@ def _send_within_rate(state: _State, message: EmailMessage) -> str | None:
     answers "throttled", the window is filled for a period, so all workers
     pause, and the message is sent again: a throttle slows the queue down
     instead of failing jobs."""
+    # Before any sender sees it: a recipient no mail library can read as
+    # one address fails for good here, whatever the sender would have done.
+    check_recipient(message.to)
     window = state.settings.send_rate
     if window is None or not state.settings.is_async:
         return state.sender.send(message)
@@ -352,18 +357,54 @@ def _send_within_rate(state: _State, message: EmailMessage) -> str | None:
 
 def _send_change_notice(confirm: Confirm, state: _State, user: t.Any) -> None:
     """Tell the current address that a change to ``pending_email`` was asked
-    for. Sent with each attempt at the change link, so it is as durable as
-    the link (and repeated if the link is retried). Best effort: the old
-    mailbox may well be gone, which must not hold up the change."""
+    for: once per request, however often the link to the new address is
+    retried or swept (:func:`_claim_notice`). Best effort: the old mailbox
+    may well be gone, which must not hold up the change. A notice that
+    failed for now is tried again with the link's next attempt."""
+    key = _claim_notice(state, user)
+    if key is False:
+        logger.info(
+            "The email change notice for user %r went out already.", primary_key(user)
+        )
+        return
     message = confirm.render_change_notice(user)
     try:
         _send_within_rate(state, message)
     except Exception as e:
+        if key is not None and not is_permanent(e):
+            with contextlib.suppress(RedisError):
+                state.redis.delete(key)
         logger.warning(
             "The email change notice to the old address of user %r failed: %s",
             primary_key(user),
             redact(describe(e), [message.to], _own(message)),
         )
+
+
+def _claim_notice(state: _State, user: t.Any) -> str | t.Literal[False] | None:
+    """Record in Redis that the notice of ``user``'s pending change is being
+    sent. Returns the key, ``False`` if it was recorded before, or ``None``
+    when nothing is recorded (jobs run inline, or Redis failed: a second
+    notice is better than none).
+
+    The key is bound to the request as the notice's cancel link is
+    (:func:`.tokens.change_digest`: the new address and the time it was
+    asked for), so a newer request, even to the same address, gets a
+    notice of its own, whose cancel link is the one that works. It lives as
+    long as that link (:data:`CONFIRM_TOKEN_MAX_AGE`): a link still owed
+    after that is mailed with a fresh notice and a live cancel link.
+    Redis rather than a column: no migration for apps, and losing the record
+    (a flushed Redis) can only repeat a notice, never suppress one.
+    """
+    if not state.settings.is_async:
+        return None
+    digest = change_digest(user.pending_email, user.confirmation_requested_at)
+    key = f"flask-confirm:notice:{state.settings.queue}:{primary_key(user)}:{digest}"
+    try:
+        first = state.redis.set(key, b"1", nx=True, ex=state.settings.token_max_age)
+    except RedisError:
+        return None
+    return key if first else False
 
 
 def _send(

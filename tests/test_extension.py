@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections.abc as cabc
 import contextlib
+import datetime as dt
 import logging
 import typing as t
 
@@ -323,3 +324,118 @@ def test_request_password_reset_needs_the_key(make_app: AppFactory) -> None:
         user = add_user(app)
         with pytest.raises(RuntimeError, match="CONFIRM_PASSWORD_RESET = True"):
             app.extensions["confirm"].request_password_reset(user)
+
+
+# -- one address, one account ---------------------------------------------------
+
+
+def post_form(app: Flask, path: str, **form: t.Any) -> t.Any:
+    return app.test_client().post(path, data=form)
+
+
+def register_as(app: Flask, email: str) -> t.Any:
+    response = post_form(app, "/register", email=email)
+    assert response.status_code == 201, response.data
+    return response.json["id"]
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "carol@xn--bcher-kva.example",
+        "carol@XN--BCHER-KVA.EXAMPLE",
+        "CAROL@BÜCHER.example",
+        "Carol@bücher.EXAMPLE",
+    ],
+)
+@pytest.mark.parametrize(
+    "stored", ["carol@bücher.example", "carol@XN--BCHER-KVA.example"]
+)
+def test_change_to_another_spelling_of_a_used_address_is_refused(
+    make_app: AppFactory, database_url: str, stored: str, typed: str
+) -> None:
+    """The punycode form of a user's Unicode domain, its Unicode form, and
+    case variants are that user's address: a change to any of them is
+    refused with 409 as the exact address is, also against a row stored
+    before addresses were normalised."""
+    app = make_app(SQLALCHEMY_DATABASE_URI=database_url)
+    register_as(app, stored)
+    ada = register_as(app, "ada@example.org")
+    response = post_form(app, "/change-email", id=ada, email=typed)
+    assert response.status_code == 409, response.data
+    assert response.json["error"] == "email_in_use"
+    with app.app_context():
+        user = models(app)["db"].session.get(models(app)["User"], ada)
+        assert user.pending_email is None
+
+
+def test_confirming_a_change_refuses_a_case_twin(
+    make_app: AppFactory, database_url: str
+) -> None:
+    """The victim asks to move to shared@example.org; an attacker then
+    registers SHARED@example.org; the victim's link must not make a second
+    account with that address: 409, and the change stays pending."""
+    app = make_app(SQLALCHEMY_DATABASE_URI=database_url)
+    confirm = app.extensions["confirm"]
+    victim = register_as(app, "victim@example.org")
+    response = post_form(app, "/change-email", id=victim, email="shared@example.org")
+    assert response.status_code == 200
+    with app.app_context():
+        link = confirm.sender.outbox[-1]
+        assert link.to == "shared@example.org"
+        path = "/confirm/" + link.text.split("/confirm/")[1].split()[0]
+    attacker = register_as(app, "SHARED@example.org")
+    client = app.test_client()
+    response = client.post(path, headers={"Accept": "application/json"})
+    assert response.status_code == 409, response.data
+    assert response.json["error"] == "email_in_use"
+    with app.app_context():
+        User = models(app)["User"]
+        rows = (
+            models(app)["db"]
+            .session.execute(
+                sa.select(User.id, User.email, User.pending_email).order_by(User.id)
+            )
+            .all()
+        )
+    assert [tuple(r) for r in rows] == [
+        (victim, "victim@example.org", "shared@example.org"),
+        (attacker, "SHARED@example.org", None),
+    ]
+
+
+def test_find_user_prefers_the_confirmed_then_the_oldest_twin(
+    make_app: AppFactory, database_url: str
+) -> None:
+    """Twins made before the rules (or by the app): the reset form, over
+    HTTP, mails the confirmed twin confirmed first; among unconfirmed ones
+    resend mails the first row. On MariaDB the default case-insensitive
+    collation makes the unique constraint refuse twins altogether."""
+    app = make_app(SQLALCHEMY_DATABASE_URI=database_url, CONFIRM_PASSWORD_RESET=True)
+    confirm = app.extensions["confirm"]
+    db, User = models(app)["db"], models(app)["User"]
+    now = utcnow()
+    with app.app_context():
+        db.session.add(User(email="twin@example.org"))
+        db.session.commit()
+        later = User(email="TWIN@example.org", email_confirmed_at=now)
+        db.session.add(later)
+        if database_url.startswith("mysql"):
+            with pytest.raises(sa.exc.IntegrityError):
+                db.session.commit()
+            return
+        db.session.commit()
+        earlier = User(email="Twin@example.org")
+        earlier.email_confirmed_at = now - dt.timedelta(days=1)
+        db.session.add(earlier)
+        db.session.add(User(email="tWin@example.org"))
+        db.session.commit()
+        assert confirm.find_user("twin@EXAMPLE.org").email == "Twin@example.org"
+        confirm.sender.outbox.clear()
+    response = post_form(app, "/confirm/reset", email="twin@example.org")
+    assert response.status_code == 200
+    with app.app_context():
+        assert [m.to for m in confirm.sender.outbox] == ["Twin@example.org"]
+        db.session.execute(sa.update(User).values(email_confirmed_at=None))
+        db.session.commit()
+        assert confirm.find_user("TWIN@example.org").email == "twin@example.org"

@@ -663,3 +663,105 @@ def test_batch_job_reads_once_and_records_in_groups(
         assert sent == 50
     # The locks are all released.
     assert not redis.Redis.from_url(redis_url).keys("flask-confirm:lock:*")
+
+
+# -- addresses the sender cannot use, and the change notice -------------------
+
+
+@pytest.mark.parametrize("sender", ["smtp", "ses"])
+def test_unparseable_stored_address_fails_for_good(
+    make_app: AppFactory,
+    async_config: dict[str, t.Any],
+    smtp_server: SMTPServer,
+    ses_server: SESServer,
+    run_flask: Run,
+    redis_client: redis.Redis,
+    sender: str,
+) -> None:
+    """A row the app stored itself (or an older version let through) with an
+    address no mail can carry, ``a,b@example.org`` (two addresses to a mail
+    library): the worker fails it for good, nothing is sent to anyone, and
+    the sweeper leaves it alone instead of queueing it forever."""
+    async_config.update(smtp_server.config if sender == "smtp" else ses_server.config)
+    app = make_app()
+    (user_id,) = register(app, "a,b@example.org")  # the test app stores it as typed
+    ok(run_flask("confirm-worker", "--burst"))
+    state, error = user_state(app, user_id)
+    assert state == "failed", error
+    assert "not one email address" in error
+    assert smtp_server.messages == [] and ses_server.sent_messages() == []
+    (job_id,) = FailedJobRegistry("confirm", connection=redis_client).get_job_ids()
+    with app.app_context():
+        job = app.extensions["confirm"].queue.fetch_job(job_id)
+    assert job.retries_left == 0
+    assert "Queued 0 " in ok(run_flask("confirm", "sweep", "--older-than", "0"))
+
+
+@pytest.mark.parametrize("address", ["a,b@example.org", "Ada <ada@example.org>, b"])
+def test_unparseable_address_signals_a_permanent_failure(
+    make_app: AppFactory, smtp_server: SMTPServer, address: str
+) -> None:
+    app = make_app(**smtp_server.config)
+    with captured(signals.confirmation_failed, app) as failed:
+        (user_id,) = register(app, address)
+    (call,) = failed
+    assert call["user_id"] == user_id and call["permanent"] is True
+    assert user_state(app, user_id)[0] == "failed"
+    assert smtp_server.messages == []
+
+
+class RefusesNewSink(FlakySink):
+    """Answers "try later" to the first ``failures`` deliveries to the new
+    address of an email change; accepts everything else."""
+
+    async def handle_RCPT(
+        self,
+        server: t.Any,
+        session: t.Any,
+        envelope: t.Any,
+        address: str,
+        options: t.Any,
+    ) -> str:
+        if address.endswith("@new.example.org"):
+            self.attempts += 1
+            if self.attempts <= self.failures:
+                return "451 4.3.0 Try later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+def test_change_notice_goes_once_per_request(
+    make_app: AppFactory,
+    async_config: dict[str, t.Any],
+    make_smtp_server: t.Callable[[SMTPSink], SMTPServer],
+    run_flask: Run,
+) -> None:
+    """The link to the new address fails for now three times in a real
+    worker (two RQ retries, then the sweeper's re-queue): the old address
+    gets the notice once, not once per attempt. A newer request is a new
+    change, and gets a notice of its own."""
+    sink = RefusesNewSink(failures=3)
+    server = make_smtp_server(sink)
+    async_config.update(server.config, CONFIRM_RETRIES=2)
+    app = make_app()
+    (user_id,) = register(app, "ada@example.org")
+    ok(run_flask("confirm-worker", "--burst"))
+    with app.app_context():
+        user = models(app)["db"].session.get(models(app)["User"], user_id)
+        user.email_confirmed_at = user.confirmation_sent_at
+        models(app)["db"].session.commit()
+    client = app.test_client()
+    data = {"id": user_id, "email": "ada@new.example.org"}
+    assert client.post("/change-email", data=data).status_code == 200
+    ok(run_flask("confirm-worker", "--burst"))
+    assert sink.attempts == 3 and user_state(app, user_id)[0] == "requested"
+    assert "Queued 1 " in ok(run_flask("confirm", "sweep", "--older-than", "0"))
+    ok(run_flask("confirm-worker", "--burst"))
+    assert sink.attempts == 4
+    assert recipients(server) == {"ada@example.org": 2, "ada@new.example.org": 1}
+    notices = [m for m in server.messages if "being changed" in str(m["Subject"])]
+    assert len(notices) == 1
+
+    assert client.post("/change-email", data=data).status_code == 200
+    ok(run_flask("confirm-worker", "--burst"))
+    assert recipients(server) == {"ada@example.org": 3, "ada@new.example.org": 2}

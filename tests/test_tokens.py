@@ -512,3 +512,18 @@ def test_tokens_of_one_user_do_not_load_another(db_app: Flask) -> None:
         load_user_id(db_app, signed([grace, address_digest("ada@example.org")]))
     assert load_user_id(db_app, make_token(db_app, ada)) == ada
     assert load_user_id(db_app, make_token(db_app, grace)) == grace
+
+
+@pytest.mark.parametrize("salt", [SALT, "flask-confirm.password-reset"])
+def test_serializer_accepts_one_spelling_only(salt: str) -> None:
+    """``=`` padding, or other unused low bits in the last character of the
+    signature, decode to the same signature: refused all the same."""
+    serializer = TokenSerializer([SECRET], max_age=60, salt=salt)
+    token = serializer.sign(1, "digest")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(token[-1])
+    twins = [token[:-1] + alphabet[last ^ bits] for bits in (1, 2, 3)]
+    for spelling in [token + "=", token + "==", *twins]:
+        with pytest.raises(TokenInvalid):
+            serializer.loads(spelling)
+    assert serializer.loads(token) == (1, "digest")

@@ -34,6 +34,8 @@ from werkzeug.security import generate_password_hash
 
 from flask_confirm import Confirm
 from flask_confirm import ConfirmableMixin
+from flask_confirm import EmailInUse
+from flask_confirm import InvalidEmail
 
 CONFIG_ENV = "FLASK_CONFIRM_TEST_CONFIG"
 #: A config key of the tests' own: ``{"url": ...}`` or ``{"sentinels":
@@ -132,10 +134,26 @@ def create_app(**config: t.Any) -> Flask:
         return {"id": user.id, "job_id": job_id}, 201
 
     @app.post("/change-email")
-    def change_email() -> dict[str, t.Any]:
+    def change_email() -> t.Any:
         """What an account page would do: ``id`` and ``email`` in the form."""
         user = db.session.get(User, read_key(request.form["id"])) or abort(404)
-        return {"job_id": confirm.request_email_change(user, request.form["email"])}
+        try:
+            job_id = confirm.request_email_change(user, request.form["email"])
+        except (EmailInUse, InvalidEmail):
+            raise
+        except ValueError as e:  # the user's current address
+            return {"error": "same_address", "message": str(e)}, 400
+        return {"job_id": job_id}
+
+    @app.errorhandler(EmailInUse)
+    def email_in_use(error: EmailInUse) -> tuple[dict[str, t.Any], int]:
+        # What an account page would answer when request_email_change
+        # refuses: the signed-in user may learn the address is registered.
+        return {"error": "email_in_use", "message": str(error)}, 409
+
+    @app.errorhandler(InvalidEmail)
+    def invalid_email(error: InvalidEmail) -> tuple[dict[str, t.Any], int]:
+        return {"error": "invalid_email", "message": str(error)}, 400
 
     @app.get("/")
     def index() -> str:
