@@ -17,10 +17,10 @@ if t.TYPE_CHECKING:
     from flask import Flask
     from werkzeug.wrappers import Response
 
-    from .extension import Confirm
+    from .state import AppState
 
 
-def mount_dashboard(app: Flask, confirm: Confirm) -> None:
+def mount_dashboard(app: Flask, state: AppState) -> None:
     """Register rq-dashboard at :data:`CONFIRM_DASHBOARD_URL`, denied by default.
 
     rq-dashboard's blueprint is one module-level object shared by every app, so
@@ -60,7 +60,6 @@ def mount_dashboard(app: Flask, confirm: Confirm) -> None:
             f" app.config['{Keys.DASHBOARD_URL}'] = None."
         ) from e
 
-    state = confirm._get_state(app)
     settings = state.settings
     own_connection = "RQ_DASHBOARD_REDIS_URL" not in app.config
     if own_connection:
@@ -111,7 +110,7 @@ def mount_dashboard(app: Flask, confirm: Confirm) -> None:
         # A CSRFProtect set up after init_app runs its check after this hook,
         # and must not reject the dashboard's actions either.
         _exempt_from_csrf(app, rq_dashboard.blueprint)
-        auth = confirm._dashboard_auth
+        auth = state.hooks.dashboard_auth
         if auth is None:
             abort(
                 403,

@@ -13,9 +13,8 @@ from flask import url_for
 
 from .i18n import gettext
 from .i18n import N_
-
-if t.TYPE_CHECKING:
-    from .extension import Confirm
+from .logins import current_user
+from .state import get_state
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 
@@ -41,8 +40,7 @@ def confirmed_required(view: F) -> F:
 
     @functools.wraps(view)
     def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
-        confirm: Confirm = current_app.extensions["confirm"]
-        user = confirm.current_user()
+        user = current_user(get_state())
         if user is None:
             abort(401)
         if not user.email_confirmed:

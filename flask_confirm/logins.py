@@ -34,13 +34,17 @@ import logging
 import typing as t
 import weakref
 
+from flask import current_app
 from flask import session
 
+from .config import Keys
 from .models import email_of
 from .models import primary_key
 
 if t.TYPE_CHECKING:
     from flask import Flask
+
+    from .state import AppState
 
 logger = logging.getLogger("flask_confirm")
 
@@ -206,3 +210,39 @@ def bind(app: Flask, binding: Binding) -> None:
     user_logged_in.connect(stamp_login, app, weak=False)
     user_accessed.connect(before_load, app, weak=False)
     wrap_loader(app)
+
+
+def current_user(state: AppState) -> t.Any | None:
+    """The signed-in user, or ``None``: from the app's ``user_loader``
+    callback, or from Flask-Login's ``current_user`` when the app uses
+    Flask-Login.
+
+    :raises RuntimeError: neither is available.
+    """
+    loader = state.hooks.user_loader
+    if loader is not None:
+        return loader()
+    if getattr(current_app, "login_manager", None) is not None:
+        from flask_login import current_user as login_user
+
+        user = login_user._get_current_object()
+        return user if user.is_authenticated else None
+    raise RuntimeError(
+        "confirmed_required needs to know who is signed in: set up"
+        " Flask-Login, or register a loader with @confirm.user_loader."
+    )
+
+
+def login_id(state: AppState, user: t.Any) -> str:
+    """The id Flask-Login keeps for ``user`` while sessions are bound (see
+    :meth:`.Confirm.login_id`).
+
+    :raises RuntimeError: :data:`CONFIRM_BIND_SESSIONS` is off.
+    """
+    if state.login_binding is None:
+        raise RuntimeError(f"Sessions are not bound: {Keys.BIND_SESSIONS} is off.")
+    manager = getattr(current_app, "login_manager", None)
+    id_attribute = getattr(manager, "id_attribute", "get_id")
+    get_id = getattr(user, id_attribute, None)
+    app_id = str(get_id()) if callable(get_id) else str(primary_key(user))
+    return state.login_binding.login_id(app_id, user)

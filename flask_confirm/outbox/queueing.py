@@ -1,7 +1,9 @@
 """Putting send jobs on the queue: one per user, or batches, pipelined.
 
 Everything that enqueues goes through here, so the job's function, timeout,
-retry policy and description are decided in one place. Internal.
+retry policy and description are decided in one place. Jobs are named by
+their dotted path (the functions in :mod:`.tasks`), as RQ stores them, so
+the outbox never imports the worker's entry points. Internal.
 """
 
 from __future__ import annotations
@@ -16,19 +18,22 @@ from flask import current_app
 from redis.exceptions import RedisError
 from rq import Retry
 
-from .tasks import drain_job
-from .tasks import send_batch_job
-from .tasks import send_confirmation_job
-from .tasks import send_reset_job
+from .. import delivery
 
 if t.TYPE_CHECKING:
-    from .extension import _State
-    from .models import UserId
+    from ..models import UserId
+    from ..state import AppState
 
 logger = logging.getLogger("flask_confirm")
 
+#: The jobs, by the names RQ stores (see :mod:`.tasks`).
+send_confirmation_job = "flask_confirm.tasks.send_confirmation_job"
+send_batch_job = "flask_confirm.tasks.send_batch_job"
+send_reset_job = "flask_confirm.tasks.send_reset_job"
+drain_job = "flask_confirm.tasks.drain_job"
 
-def dispatch(state: _State, kind: str, user_id: UserId) -> str | None:
+
+def dispatch(state: AppState, kind: str, user_id: UserId) -> str | None:
     """Queue the job that sends ``user_id`` their ``confirm`` (or
     ``email_change``) or ``password_reset`` message, or run it here when
     :data:`CONFIRM_ASYNC` is false. A Redis or sending failure is logged, not
@@ -40,9 +45,9 @@ def dispatch(state: _State, kind: str, user_id: UserId) -> str | None:
         try:
             with app.app_context():
                 if kind == "confirm":
-                    send_confirmation_job(user_id)
+                    delivery.send_one(state, user_id)
                 else:
-                    send_reset_job(user_id)
+                    delivery.send_reset(state, user_id)
         except Exception:
             logger.exception("Inline %s for user %r failed.", words, user_id)
         return f"inline-{uuid.uuid4().hex}"
@@ -75,7 +80,7 @@ def dispatch(state: _State, kind: str, user_id: UserId) -> str | None:
 
 
 def enqueue(
-    state: _State,
+    state: AppState,
     user_ids: t.Sequence[UserId],
     batch_size: int | None = 1,
 ) -> list[str]:
@@ -89,7 +94,7 @@ def enqueue(
     for first in range(0, len(chunks), 1000):
         with state.redis.pipeline() as pipe:
             for chunk in chunks[first : first + 1000]:
-                func: t.Callable[..., t.Any]
+                func: str
                 args: tuple[t.Any, ...]
                 if size == 1:
                     func, args = send_confirmation_job, (chunk[0],)
@@ -114,14 +119,14 @@ def enqueue(
     return job_ids
 
 
-def _coalesce_keys(state: _State) -> tuple[str, str]:
+def _coalesce_keys(state: AppState) -> tuple[str, str]:
     """The list of user ids waiting to be drained, and the key naming the
     drain job that will take them."""
     base = f"flask-confirm:coalesce:{state.settings.queue}"
     return f"{base}:ids", f"{base}:job"
 
 
-def coalesce(state: _State, user_id: UserId) -> str:
+def coalesce(state: AppState, user_id: UserId) -> str:
     """Add ``user_id`` to the confirmations waiting for the next drain job
     (:data:`CONFIRM_COALESCE`), queueing that job if none waits yet: one
     round trip, two when a job is queued. Returns the drain job's id, which
@@ -157,7 +162,7 @@ _DRAIN_WAIT = 300
 _DRAIN_MOST = 1000
 
 
-def _queue_drain(state: _State, job_id: str) -> None:
+def _queue_drain(state: AppState, job_id: str) -> None:
     state.queue.enqueue_call(
         drain_job,
         job_id=job_id,
@@ -168,7 +173,7 @@ def _queue_drain(state: _State, job_id: str) -> None:
     )
 
 
-def drain(state: _State) -> int:
+def drain(state: AppState) -> int:
     """Take the waiting confirmations off the list and queue them as batch
     jobs (which retry as any batch job does). The drain job's marker is
     dropped first, so a confirmation added from then on queues a new drain
@@ -194,7 +199,7 @@ def drain(state: _State) -> int:
     return len(user_ids)
 
 
-def retry_policy(state: _State) -> Retry | None:
+def retry_policy(state: AppState) -> Retry | None:
     """RQ's ``Retry`` for :data:`CONFIRM_RETRIES` and
     :data:`CONFIRM_RETRY_INTERVALS`, or ``None`` for no retries."""
     settings = state.settings

@@ -20,23 +20,23 @@ from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy import update
 
-from .models import as_utc
-from .models import carried_id
-from .models import primary_key
-from .models import state_filters
-from .models import utcnow
+from ..models import as_utc
+from ..models import carried_id
+from ..models import primary_key
+from ..models import state_filters
+from ..models import utcnow
 from .queueing import enqueue
 
 if t.TYPE_CHECKING:
-    from .extension import _State
-    from .models import UserId
+    from ..models import UserId
+    from ..state import AppState
 
 logger = logging.getLogger("flask_confirm")
 
 Progress = t.Callable[[int, int], None]
 
 
-def send_many(state: _State, users: t.Iterable[t.Any], batch_size: int | None) -> int:
+def send_many(state: AppState, users: t.Iterable[t.Any], batch_size: int | None) -> int:
     """Record a request for each of ``users`` in one commit, then queue
     their batch jobs. How many were requested."""
     users = list(users)
@@ -51,7 +51,7 @@ def send_many(state: _State, users: t.Iterable[t.Any], batch_size: int | None) -
 
 
 def resend_all(
-    state: _State, older_than: int | None, chunk_size: int, progress: Progress | None
+    state: AppState, older_than: int | None, chunk_size: int, progress: Progress | None
 ) -> int:
     """Request again every unconfirmed user's link (those whose last request
     is at least ``older_than`` seconds old, if given)."""
@@ -72,7 +72,7 @@ def resend_all(
 
 
 def request_again(
-    state: _State,
+    state: AppState,
     user_ids: list[UserId],
     chunk_size: int = 1000,
     progress: Progress | None = None,
@@ -96,7 +96,7 @@ def request_again(
             progress(len(chunk), len(user_ids))
 
 
-def sweep(state: _State, older_than: int | None, hold_lock: int) -> int:
+def sweep(state: AppState, older_than: int | None, hold_lock: int) -> int:
     """Queue again the confirmations requested at least ``older_than``
     seconds ago and not yet sent, under a lock that one sweep at a time
     holds; 0 if another sweep holds it."""
@@ -132,7 +132,7 @@ def sweep(state: _State, older_than: int | None, hold_lock: int) -> int:
                 lock.release()
 
 
-def status(state: _State) -> dict[str, t.Any]:
+def status(state: AppState) -> dict[str, t.Any]:
     """Users counted by confirmation state, and the age of the oldest
     pending request."""
     model = state.user_model
@@ -150,7 +150,7 @@ def status(state: _State) -> dict[str, t.Any]:
     return counts
 
 
-def failed(state: _State, limit: int | None) -> list[t.Any]:
+def failed(state: AppState, limit: int | None) -> list[t.Any]:
     """The users whose confirmation failed for good, most recent first."""
     model = state.user_model
     query = (
@@ -162,7 +162,7 @@ def failed(state: _State, limit: int | None) -> list[t.Any]:
     return list(state.db.session.scalars(query))
 
 
-def retry_failed(state: _State) -> int:
+def retry_failed(state: AppState) -> int:
     """Request again, and queue, every confirmation that failed for good."""
     model = state.user_model
     query = select(state.key.column).where(state_filters(model)["failed"])
@@ -173,7 +173,7 @@ def retry_failed(state: _State) -> int:
 
 
 def mark_confirmed(
-    state: _State, user_ids: list[UserId] | None, chunk_size: int = 1000
+    state: AppState, user_ids: list[UserId] | None, chunk_size: int = 1000
 ) -> int:
     """Set ``email_confirmed_at`` on the unconfirmed users of ``user_ids``,
     or, with ``None``, on every user never asked to confirm (state

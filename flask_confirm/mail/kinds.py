@@ -1,0 +1,66 @@
+"""The mails Flask-Confirm sends, one function per kind, each with its link.
+
+What each kind says lives in its templates (:mod:`.messages` renders them);
+this module decides which kind a user is owed, to which address, with which
+link and in which locale. The worker calls these at send time, so links are
+made when mailed and never stored. Internal.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from .. import links
+from ..messages import compose
+from ..models import email_of
+from ..models import target_address
+
+if t.TYPE_CHECKING:
+    from ..senders import EmailMessage
+    from ..state import AppState
+
+
+def confirmation(state: AppState, user: t.Any) -> EmailMessage:
+    """The mail with ``user``'s confirmation link: ``confirm`` to the current
+    address, or, while a change is pending, ``email_change`` to the new one."""
+    settings = state.settings
+    kind = "email_change" if user.pending_email is not None else "confirm"
+    return compose(
+        settings,
+        kind,
+        target_address(user, settings.email_attribute),
+        locale=state.locale_for(user),
+        user=user,
+        confirm_url=links.confirm_url(state, user),
+        valid_for=settings.token_max_age,
+    )
+
+
+def change_notice(state: AppState, user: t.Any) -> EmailMessage:
+    """The ``email_change_notice`` to ``user``'s current address about the
+    pending new one, with its "this wasn't me" link."""
+    settings = state.settings
+    return compose(
+        settings,
+        "email_change_notice",
+        email_of(user, settings.email_attribute),
+        locale=state.locale_for(user),
+        user=user,
+        new_email=target_address(user, settings.email_attribute),
+        cancel_url=links.cancel_change_url(state, user),
+        valid_for=settings.token_max_age,
+    )
+
+
+def password_reset(state: AppState, user: t.Any) -> EmailMessage:
+    """The ``password_reset`` mail with ``user``'s reset link."""
+    settings = state.settings
+    return compose(
+        settings,
+        "password_reset",
+        email_of(user, settings.email_attribute),
+        locale=state.locale_for(user),
+        user=user,
+        reset_url=links.reset_url(state, user),
+        valid_for=settings.password_reset_max_age,
+    )

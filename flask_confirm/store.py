@@ -1,0 +1,261 @@
+"""The store: every read and conditional ``UPDATE`` of one user's row.
+
+Each change a flow makes to a user is one ``UPDATE`` whose ``WHERE`` holds
+what the change assumed (the address, the pending request, the old password
+hash), committed at once: of two requests racing with one link, one changes
+the row and signals, the other finds nothing to do. The signal for a change
+is sent here, after its commit, so every path that makes the change (a page,
+the JSON API, a method call) sends it once. Bulk work over many users is in
+:mod:`.outbox.bulk`. Internal.
+"""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+
+from sqlalchemy import case
+from sqlalchemy import func
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import literal
+from sqlalchemy import select
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql.elements import ColumnElement
+
+from . import signals
+from .addresses import lookup_keys
+from .config import Keys
+from .errors import EmailInUse
+from .models import email_of
+from .models import primary_key
+from .models import utcnow
+from .state import current_app_object
+
+if t.TYPE_CHECKING:
+    from .models import UserId
+    from .state import AppState
+
+logger = logging.getLogger("flask_confirm")
+
+
+class BadUserId(ValueError):
+    """A user id the primary key's type cannot hold (a token of another app
+    sharing the secret key, say)."""
+
+
+def get_user(state: AppState, user_id: UserId) -> t.Any | None:
+    """The user with ``user_id``, or ``None`` if there is none.
+
+    :raises BadUserId: the id cannot be looked up at all (the session is
+        rolled back).
+    """
+    try:
+        return state.db.session.get(state.user_model, state.key.value(user_id))
+    except (SQLAlchemyError, OverflowError, ValueError, TypeError) as e:
+        state.db.session.rollback()
+        raise BadUserId("The user id cannot be looked up.") from e
+
+
+def find_user(state: AppState, email: str) -> t.Any | None:
+    """The user with address ``email``, or ``None``: see
+    :meth:`.Confirm.find_user` for the matching rules and the order among
+    twins."""
+    model = state.user_model
+    column = getattr(model, state.settings.email_attribute)
+    confirmed_at = model.email_confirmed_at
+    query = (
+        select(model)
+        .where(func.lower(column).in_(lookup_keys(email)))
+        .order_by(
+            case((confirmed_at.is_(None), 1), else_=0),
+            confirmed_at,
+            state.key.column,
+        )
+    )
+    return state.db.session.scalars(query.limit(1)).first()
+
+
+def record_request(state: AppState, user: t.Any) -> None:
+    """Record that a link is owed to ``user`` now, and commit: the durable
+    half of a request, which the sweeper reads if the queue loses it."""
+    user.confirmation_requested_at = utcnow()
+    state.db.session.add(user)
+    state.db.session.commit()
+
+
+def update_user(
+    state: AppState,
+    user: t.Any,
+    conditions: list[t.Any],
+    values: dict[t.Any, t.Any],
+) -> bool:
+    """``UPDATE`` ``user``'s row with ``values`` (keyed by the model's
+    attributes) if ``conditions`` still hold, and commit (which expires
+    ``user``, so it reloads what was stored). Whether a row changed."""
+    model = state.user_model
+    key = state.key
+    result = state.db.session.execute(
+        update(model)
+        .where(key.column == key.value(primary_key(user)), *conditions)
+        .values(values)
+        .execution_options(synchronize_session=False)
+    )
+    state.db.session.commit()
+    return getattr(result, "rowcount", 0) == 1
+
+
+def confirm_user(state: AppState, user: t.Any) -> bool:
+    """Mark ``user``'s current address confirmed, if it still is their
+    address and unconfirmed; send :data:`.email_confirmed` if so."""
+    if user.email_confirmed:
+        return False
+    model = state.user_model
+    attribute = state.settings.email_attribute
+    done = update_user(
+        state,
+        user,
+        [
+            getattr(model, attribute) == email_of(user, attribute),
+            model.email_confirmed_at.is_(None),
+        ],
+        {model.email_confirmed_at: utcnow()},
+    )
+    if done:
+        signals.email_confirmed.send(current_app_object(), user=user)
+    return done
+
+
+def confirm_email_change(state: AppState, user: t.Any, new_email: str) -> bool:
+    """Make the pending ``new_email`` ``user``'s confirmed address, if that
+    request is still the pending one and nobody else holds the address (see
+    :meth:`.Confirm.confirm_email_change`).
+
+    :raises EmailInUse: someone else has the address.
+    """
+    model = state.user_model
+    attribute = state.settings.email_attribute
+    old_email = email_of(user, attribute)
+    try:
+        done = update_user(
+            state,
+            user,
+            [
+                model.pending_email == new_email,
+                _same_time(
+                    model.confirmation_requested_at, user.confirmation_requested_at
+                ),
+                ~used_by_another(state, user, new_email),
+            ],
+            {
+                getattr(model, attribute): new_email,
+                model.pending_email: None,
+                model.email_confirmed_at: utcnow(),
+            },
+        )
+    except IntegrityError as e:
+        state.db.session.rollback()
+        raise EmailInUse("Another user has that address already.") from e
+    if not done and address_taken(state, user, new_email):
+        raise EmailInUse("Another user has that address already.")
+    if done:
+        app = current_app_object()
+        signals.email_changed.send(app, user=user, old_email=old_email)
+        signals.email_confirmed.send(app, user=user)
+    return done
+
+
+def cancel_email_change(state: AppState, user: t.Any) -> bool:
+    """Drop ``user``'s pending change, if it is still the one pending."""
+    pending = user.pending_email
+    if pending is None:
+        return False
+    model = state.user_model
+    return update_user(
+        state, user, [model.pending_email == pending], {model.pending_email: None}
+    )
+
+
+def reset_password(state: AppState, user: t.Any, password: str) -> bool:
+    """Set ``user``'s password through the app's setter, written by one
+    ``UPDATE`` conditional on the hash it replaces and on the address (see
+    :meth:`.Confirm.reset_password`); send :data:`.password_reset`.
+
+    :raises RuntimeError: the setter did not change the hash attribute.
+    """
+    settings = state.settings
+    model = state.user_model
+    key = state.key
+    attribute = settings.password_hash_attribute
+    old_hash = getattr(user, attribute, None)
+    email = email_of(user, settings.email_attribute)
+    session = state.db.session
+    # No autoflush: the ORM must not write the new hash before the
+    # conditional UPDATE has checked the old one.
+    with session.no_autoflush:
+        setter = state.password_setter
+        if setter is not None:
+            setter(user, password)
+        else:
+            user.set_password(password)
+        new_hash = getattr(user, attribute, None)
+        if new_hash is None or new_hash == old_hash:
+            session.rollback()
+            raise RuntimeError(
+                f"The password setter did not change {model.__name__}.{attribute}"
+                f" ({Keys.PASSWORD_HASH_ATTRIBUTE}): name the attribute it sets,"
+                " since reset links are bound to it."
+            )
+        column = getattr(model, attribute)
+        result = session.execute(
+            update(model)
+            .where(
+                key.column == key.value(primary_key(user)),
+                column.is_(None) if old_hash is None else column == old_hash,
+                getattr(model, settings.email_attribute) == email,
+            )
+            .values({column: new_hash, model.pending_email: None})
+            .execution_options(synchronize_session=False)
+        )
+    if getattr(result, "rowcount", 0) != 1:
+        session.rollback()
+        logger.info("Password reset lost a race: the hash changed meanwhile.")
+        return False
+    session.commit()
+    signals.password_reset.send(current_app_object(), user=user)
+    return True
+
+
+def address_taken(state: AppState, user: t.Any, email: str) -> bool:
+    """Whether a row other than ``user``'s holds ``email`` in any spelling."""
+    return bool(state.db.session.scalar(select(used_by_another(state, user, email))))
+
+
+def used_by_another(state: AppState, user: t.Any, email: str) -> ColumnElement[bool]:
+    """``EXISTS``: a row other than ``user``'s holds ``email`` in any
+    spelling. The rows are read through a derived table with a ``LIMIT``,
+    which MySQL and MariaDB materialise, since they refuse an ``UPDATE``
+    whose subquery reads the table being updated."""
+    model = state.user_model
+    other = aliased(model)
+    key_name = sa_inspect(model).get_property_by_column(state.key.column).key
+    other_key = getattr(other, key_name)
+    column = getattr(other, state.settings.email_attribute)
+    rows = (
+        select(other_key)
+        .where(
+            func.lower(column).in_(lookup_keys(email)),
+            other_key != state.key.value(primary_key(user)),
+        )
+        .limit(1)
+        .subquery("used_by_another")
+    )
+    return select(literal(1)).select_from(rows).exists()
+
+
+def _same_time(column: t.Any, value: t.Any) -> ColumnElement[bool]:
+    """``column`` holds ``value`` (``None`` too): the request a link was
+    made for is still the one recorded."""
+    return column.is_(None) if value is None else column == value  # type: ignore[no-any-return]
