@@ -65,8 +65,6 @@ def send_one(state: AppState, user_id: UserId) -> str | None:
         return sent[1]
 
 
-
-
 def send_batch(state: AppState, user_ids: list[UserId]) -> dict[str, int]:
     """Send the confirmations owed to ``user_ids`` over one connection (see
     :func:`.tasks.send_batch_job`). Counts of ``sent``, ``skipped`` and
@@ -147,8 +145,6 @@ def _load_users(state: AppState, user_ids: t.Collection[UserId]) -> dict[UserId,
     return {primary_key(user): user for user in session.scalars(query)}
 
 
-
-
 def send_reset(state: AppState, user_id: UserId) -> str | None:
     """Mail a password reset link to the user with ``user_id``, if they are
     still there and confirmed (see :func:`.tasks.send_reset_job`). The
@@ -193,7 +189,9 @@ return released
 
 
 @contextlib.contextmanager
-def _user_locks(state: AppState, user_ids: t.Sequence[UserId]) -> t.Iterator[set[UserId]]:
+def _user_locks(
+    state: AppState, user_ids: t.Sequence[UserId]
+) -> t.Iterator[set[UserId]]:
     """Take the per-user send locks of ``user_ids`` in one round trip, so two
     jobs never send to one user at once; yield the ids whose lock was taken
     (the others are being sent elsewhere) and release them in one round trip.

@@ -29,6 +29,7 @@ if t.TYPE_CHECKING:
 
 logger = logging.getLogger("flask_confirm")
 
+
 def make_job_class(app: Flask) -> type[Job]:
     """Return an RQ job class whose jobs run inside an app context of ``app``.
 

@@ -50,7 +50,7 @@ def wants_json() -> bool:
     return best == "application/json"
 
 
-def _refuse(template: str, error: _BadInput, **context: t.Any) -> ResponseReturnValue:
+def refuse(template: str, error: BadInput, **context: t.Any) -> ResponseReturnValue:
     """Answer a refused request: JSON ``{"error", "message"}`` or the page
     with the message, with the error's status."""
     if wants_json():
@@ -110,9 +110,7 @@ def field(name: str, default: str = "") -> str:
     else:
         value = request.form.get(name, default)
     if not isinstance(value, str):
-        raise BadInput(
-            "invalid_json", gettext("%(name)s must be a string.", name=name)
-        )
+        raise BadInput("invalid_json", gettext("%(name)s must be a string.", name=name))
     return value
 
 
@@ -187,5 +185,3 @@ def safe_next(target: str | None) -> str | None:
     if parts.scheme or parts.netloc:
         return None
     return target
-
-

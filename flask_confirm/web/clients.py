@@ -78,5 +78,3 @@ def hit(
             "Rate limit %s not checked: Redis error %s.", scope, type(e).__name__
         )
         return 0.0
-
-

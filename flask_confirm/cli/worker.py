@@ -1,4 +1,6 @@
-"""The ``flask confirm-worker`` command and the ``flask confirm`` group."""
+"""The ``flask confirm-worker`` command: RQ workers that serve the app's queue,
+restart after a Redis outage, stop cleanly on a signal, and sweep what is
+owed when run ``--with-scheduler``. Internal."""
 
 from __future__ import annotations
 
@@ -24,17 +26,17 @@ try:
 except ImportError:  # older RQ 2 releases (2.3 among them) define it in rq.worker
     from rq.worker import StopRequested  # type: ignore[attr-defined,no-redef]
 
-from .connection import connect
-from .connection import describe
-from .connection import eviction_warning
-from .connection import fix_interrupted_reads
-from .connection import redact
+from ..connection import connect
+from ..connection import describe
+from ..connection import eviction_warning
+from ..connection import fix_interrupted_reads
+from ..connection import redact
+from ..outbox import bulk
+from ..state import get_state
 
 if t.TYPE_CHECKING:
     from flask import Flask
     from redis import Redis
-
-    from .extension import Confirm
 
 logger = logging.getLogger("flask_confirm")
 
@@ -89,8 +91,7 @@ def worker_command(
 ) -> None:
     """Run an RQ worker that sends confirmation mails."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    confirm: Confirm = app.extensions["confirm"]
-    state = confirm._get_state(app)
+    state = get_state(app)
     settings = state.settings
     if state.redis_given:
         # The app's own client (a shared pool, a Sentinel client): RQ raises
@@ -121,7 +122,6 @@ def worker_command(
     run = functools.partial(
         _work,
         app,
-        confirm,
         connection,
         queues=queues or (settings.queue,),
         burst=burst,
@@ -138,7 +138,6 @@ def worker_command(
 
 def _work(
     app: Flask,
-    confirm: Confirm,
     connection: Redis,
     *,
     queues: t.Sequence[str],
@@ -149,15 +148,15 @@ def _work(
     log_level: str,
 ) -> None:
     """Run one RQ worker until it stops. Internal."""
-    state = confirm._get_state(app)
+    state = get_state(app)
     settings = state.settings
     sweeper = None
     if with_scheduler:
         # Pending confirmations left by a Redis outage or a dead worker are
         # queued again by every such worker: once now, then periodically, the
         # sweep's lock letting one worker do it per period.
-        confirm.sweep(hold_lock=settings.sweep_interval)
-        sweeper = _PeriodicSweep(app, confirm, settings.sweep_interval)
+        bulk.sweep(state, None, settings.sweep_interval)
+        sweeper = _PeriodicSweep(app, settings.sweep_interval)
         sweeper.start()
 
     worker_class = _StopAwareWorker if fork else _StopAwareSimpleWorker
@@ -300,176 +299,18 @@ def _log_to_console(level: str) -> None:
 class _PeriodicSweep(threading.Thread):
     """Runs :meth:`.Confirm.sweep` every ``interval`` seconds. Internal."""
 
-    def __init__(self, app: Flask, confirm: Confirm, interval: int) -> None:
+    def __init__(self, app: Flask, interval: int) -> None:
         super().__init__(name="flask-confirm-sweep", daemon=True)
-        self._app, self._confirm, self._interval = app, confirm, interval
+        self._app, self._interval = app, interval
         self._stopped = threading.Event()
 
     def run(self) -> None:
         while not self._stopped.wait(self._interval):
             try:
                 with self._app.app_context():
-                    self._confirm.sweep(hold_lock=self._interval)
+                    bulk.sweep(get_state(self._app), None, self._interval)
             except Exception:
                 logger.exception("Periodic sweep failed; trying again next period.")
 
     def stop(self) -> None:
         self._stopped.set()
-
-
-@click.group("confirm")
-def confirm_group() -> None:
-    """Operate on email confirmations."""
-
-
-@confirm_group.command("sweep")
-@click.option(
-    "--older-than",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Only requests at least this many seconds old."
-    " Default: CONFIRM_SWEEP_AFTER; 0 for every pending one.",
-)
-@with_appcontext
-def sweep_command(older_than: int | None) -> None:
-    """Queue again every confirmation requested but not sent. Cron-friendly:
-    safe to run on many hosts at once."""
-    count = _confirm().sweep(older_than)
-    click.echo(f"Queued {count} pending confirmation(s).")
-
-
-@confirm_group.command("status")
-@with_appcontext
-def status_command() -> None:
-    """Count confirmations by state."""
-    status = _confirm().status()
-    for name in ("none", "requested", "sent", "failed", "confirmed"):
-        click.echo(f"{name:<15}{status[name]}")
-    oldest = status["oldest_pending"]
-    age = f"{int(oldest.total_seconds())}s" if oldest is not None else "-"
-    click.echo(f"{'oldest pending':<15}{age}")
-
-
-@confirm_group.command("failed")
-@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
-@with_appcontext
-def failed_command(limit: int) -> None:
-    """List confirmations that failed for good, with the reason."""
-    users = _confirm().failed(limit)
-    for user in users:
-        failed_at = user.confirmation_failed_at.isoformat(timespec="seconds")
-        click.echo(f"{_address(user)}\t{failed_at}\t{user.confirmation_error}")
-    if not users:
-        click.echo("No failed confirmations.")
-
-
-@confirm_group.command("retry-failed")
-@with_appcontext
-def retry_failed_command() -> None:
-    """Request and queue again every confirmation that failed for good."""
-    count = _confirm().retry_failed()
-    click.echo(f"Queued {count} failed confirmation(s) again.")
-
-
-@confirm_group.command("send")
-@click.argument("email")
-@with_appcontext
-def send_command(email: str) -> None:
-    """Queue a confirmation mail for the user with address EMAIL."""
-    from .addresses import InvalidEmail
-    from .addresses import normalize_email
-
-    confirm = _confirm()
-    try:
-        user = confirm.find_user(normalize_email(email))
-    except InvalidEmail as e:
-        raise click.BadParameter(str(e), param_hint="EMAIL") from None
-    if user is None:
-        raise click.ClickException(f"No user has the address {email!r}.")
-    if user.email_confirmed:
-        click.echo(f"{_address(user)} is already confirmed; nothing sent.")
-        return
-    job_id = confirm.send_confirmation(user)
-    click.echo(f"Queued a confirmation for {_address(user)} (job {job_id}).")
-
-
-@confirm_group.command("resend-all")
-@click.option(
-    "--unconfirmed",
-    is_flag=True,
-    required=True,
-    help="Required: only unconfirmed users are sent to (spelled out on purpose).",
-)
-@click.option(
-    "--older-than",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Only users whose last request is at least this many seconds old.",
-)
-@with_appcontext
-def resend_all_command(unconfirmed: bool, older_than: int | None) -> None:
-    """Request a new link for every unconfirmed user, in pipelined batches."""
-    if not unconfirmed:  # pragma: no cover - click enforces the flag
-        raise click.UsageError("Pass --unconfirmed.")
-    with click.progressbar(length=1, label="Queuing", show_pos=True) as bar:
-
-        def advance(done: int, total: int) -> None:
-            bar.length = total
-            bar.update(done)
-
-        count = _confirm().resend_all(older_than, progress=advance)
-    click.echo(f"Queued {count} confirmation(s).")
-
-
-@confirm_group.command("mark-confirmed")
-@click.option(
-    "--existing",
-    is_flag=True,
-    help="Mark every user never asked to confirm (state 'none'): the accounts"
-    " that predate Flask-Confirm.",
-)
-@click.argument("emails", metavar="[EMAIL]...", nargs=-1)
-@with_appcontext
-def mark_confirmed_command(existing: bool, emails: tuple[str, ...]) -> None:
-    """Record addresses as confirmed without a link: every existing user
-    (--existing), or the users with the addresses EMAIL. Users who were sent
-    a link and have not confirmed are never touched by --existing."""
-    if existing == bool(emails):
-        raise click.UsageError(
-            "Give --existing (every user never asked to confirm) or the EMAIL"
-            " addresses of the users to mark, not both."
-        )
-    confirm = _confirm()
-    if existing:
-        count = confirm.mark_confirmed(existing=True)
-        click.echo(f"Marked {count} existing user(s) as confirmed.")
-        return
-    users, unknown = [], []
-    for email in emails:
-        user = confirm.find_user(email)
-        if user is None:
-            unknown.append(email)
-        else:
-            users.append(user)
-    if unknown:
-        raise click.ClickException(
-            f"No user has the address(es) {', '.join(map(repr, unknown))};"
-            " nothing was marked."
-        )
-    count = confirm.mark_confirmed(users)
-    already = len({id(user) for user in users}) - count
-    click.echo(
-        f"Marked {count} user(s) as confirmed"
-        + (f" ({already} already were)." if already else ".")
-    )
-
-
-def _confirm() -> Confirm:
-    return t.cast("Confirm", current_app.extensions["confirm"])
-
-
-def _address(user: t.Any) -> str:
-    """``user``'s address, from :data:`CONFIRM_EMAIL_ATTRIBUTE`."""
-    from .models import email_of
-
-    return email_of(user, _confirm()._get_state().settings.email_attribute)

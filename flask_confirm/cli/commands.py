@@ -1,0 +1,167 @@
+"""The ``flask confirm`` commands: sweep, status, failed, retry-failed, send,
+resend-all, mark-confirmed. Each is a thin shell over a service. Internal."""
+
+from __future__ import annotations
+
+import typing as t
+
+import click
+from flask.cli import with_appcontext
+
+from .. import outbox
+from .. import store
+from ..addresses import InvalidEmail
+from ..addresses import normalize_email
+from ..models import email_of
+from ..models import primary_key
+from ..outbox import bulk
+from ..state import get_state
+
+
+@click.group("confirm")
+def confirm_group() -> None:
+    """Operate on email confirmations."""
+
+
+@confirm_group.command("sweep")
+@click.option(
+    "--older-than",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Only requests at least this many seconds old."
+    " Default: CONFIRM_SWEEP_AFTER; 0 for every pending one.",
+)
+@with_appcontext
+def sweep_command(older_than: int | None) -> None:
+    """Queue again every confirmation requested but not sent. Cron-friendly:
+    safe to run on many hosts at once."""
+    count = bulk.sweep(get_state(), older_than, 0)
+    click.echo(f"Queued {count} pending confirmation(s).")
+
+
+@confirm_group.command("status")
+@with_appcontext
+def status_command() -> None:
+    """Count confirmations by state."""
+    status = bulk.status(get_state())
+    for name in ("none", "requested", "sent", "failed", "confirmed"):
+        click.echo(f"{name:<15}{status[name]}")
+    oldest = status["oldest_pending"]
+    age = f"{int(oldest.total_seconds())}s" if oldest is not None else "-"
+    click.echo(f"{'oldest pending':<15}{age}")
+
+
+@confirm_group.command("failed")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@with_appcontext
+def failed_command(limit: int) -> None:
+    """List confirmations that failed for good, with the reason."""
+    users = bulk.failed(get_state(), limit)
+    for user in users:
+        failed_at = user.confirmation_failed_at.isoformat(timespec="seconds")
+        click.echo(f"{_address(user)}\t{failed_at}\t{user.confirmation_error}")
+    if not users:
+        click.echo("No failed confirmations.")
+
+
+@confirm_group.command("retry-failed")
+@with_appcontext
+def retry_failed_command() -> None:
+    """Request and queue again every confirmation that failed for good."""
+    count = bulk.retry_failed(get_state())
+    click.echo(f"Queued {count} failed confirmation(s) again.")
+
+
+@confirm_group.command("send")
+@click.argument("email")
+@with_appcontext
+def send_command(email: str) -> None:
+    """Queue a confirmation mail for the user with address EMAIL."""
+    state = get_state()
+    try:
+        user = store.find_user(state, normalize_email(email))
+    except InvalidEmail as e:
+        raise click.BadParameter(str(e), param_hint="EMAIL") from None
+    if user is None:
+        raise click.ClickException(f"No user has the address {email!r}.")
+    if user.email_confirmed:
+        click.echo(f"{_address(user)} is already confirmed; nothing sent.")
+        return
+    job_id = outbox.send_confirmation(state, user)
+    click.echo(f"Queued a confirmation for {_address(user)} (job {job_id}).")
+
+
+@confirm_group.command("resend-all")
+@click.option(
+    "--unconfirmed",
+    is_flag=True,
+    required=True,
+    help="Required: only unconfirmed users are sent to (spelled out on purpose).",
+)
+@click.option(
+    "--older-than",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Only users whose last request is at least this many seconds old.",
+)
+@with_appcontext
+def resend_all_command(unconfirmed: bool, older_than: int | None) -> None:
+    """Request a new link for every unconfirmed user, in pipelined batches."""
+    if not unconfirmed:  # pragma: no cover - click enforces the flag
+        raise click.UsageError("Pass --unconfirmed.")
+    with click.progressbar(length=1, label="Queuing", show_pos=True) as bar:
+
+        def advance(done: int, total: int) -> None:
+            bar.length = total
+            bar.update(done)
+
+        count = bulk.resend_all(get_state(), older_than, 1000, advance)
+    click.echo(f"Queued {count} confirmation(s).")
+
+
+@confirm_group.command("mark-confirmed")
+@click.option(
+    "--existing",
+    is_flag=True,
+    help="Mark every user never asked to confirm (state 'none'): the accounts"
+    " that predate Flask-Confirm.",
+)
+@click.argument("emails", metavar="[EMAIL]...", nargs=-1)
+@with_appcontext
+def mark_confirmed_command(existing: bool, emails: tuple[str, ...]) -> None:
+    """Record addresses as confirmed without a link: every existing user
+    (--existing), or the users with the addresses EMAIL. Users who were sent
+    a link and have not confirmed are never touched by --existing."""
+    if existing == bool(emails):
+        raise click.UsageError(
+            "Give --existing (every user never asked to confirm) or the EMAIL"
+            " addresses of the users to mark, not both."
+        )
+    state = get_state()
+    if existing:
+        count = bulk.mark_confirmed(state, None)
+        click.echo(f"Marked {count} existing user(s) as confirmed.")
+        return
+    users, unknown = [], []
+    for email in emails:
+        user = store.find_user(state, email)
+        if user is None:
+            unknown.append(email)
+        else:
+            users.append(user)
+    if unknown:
+        raise click.ClickException(
+            f"No user has the address(es) {', '.join(map(repr, unknown))};"
+            " nothing was marked."
+        )
+    count = bulk.mark_confirmed(state, [primary_key(user) for user in users])
+    already = len({id(user) for user in users}) - count
+    click.echo(
+        f"Marked {count} user(s) as confirmed"
+        + (f" ({already} already were)." if already else ".")
+    )
+
+
+def _address(user: t.Any) -> str:
+    """``user``'s address, from :data:`CONFIRM_EMAIL_ATTRIBUTE`."""
+    return email_of(user, get_state().settings.email_attribute)
