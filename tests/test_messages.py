@@ -20,9 +20,9 @@ from flask_confirm import views
 from flask_confirm.config import MESSAGE_KINDS
 from flask_confirm.i18n import gettext
 from flask_confirm.i18n import ngettext
-from flask_confirm.messages import compose
-from flask_confirm.messages import DEFAULT_SUBJECTS
-from flask_confirm.messages import duration_words
+from flask_confirm.mail.messages import compose
+from flask_confirm.mail.messages import DEFAULT_SUBJECTS
+from flask_confirm.mail.messages import duration_words
 
 if t.TYPE_CHECKING:
     from flask import Flask

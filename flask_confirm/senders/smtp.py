@@ -1,24 +1,17 @@
-"""Ways of handing a rendered message to a mail provider.
-
-A sender is made once per process (per worker, not per job) and reused, so it
-can keep a connection or an API client open between messages. Choose one with
-:data:`CONFIRM_SENDER`: ``"smtp"``, ``"ses"``, ``"console"``, ``"memory"``, or
-the dotted path of your own class implementing :class:`Sender`.
-"""
+"""The ``smtp`` sender: Flask-Mail's settings, Flask-Confirm's own
+connection, and the message built by :mod:`flask_confirm.mail.mime`."""
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
-import sys
 import threading
 import typing as t
 
-from .config import Keys
-from .errors import ConfigError
-from .mime import ascii_address
-from .mime import OutgoingMail
+from ..config import Keys
+from ..errors import ConfigError
+from ..mail.message import EmailMessage
+from ..mail.mime import OutgoingMail
 
 logger = logging.getLogger("flask_confirm")
 
@@ -27,97 +20,6 @@ if t.TYPE_CHECKING:
     import ssl
 
     from flask import Flask
-
-    from .config import Settings
-
-
-@dataclasses.dataclass(frozen=True)
-class EmailMessage:
-    """A rendered mail (a confirmation, an email change link or notice, a
-    password reset link), ready to send.
-
-    It exists only in the worker, for the time it takes to send it: it may
-    hold a link, so it is never stored or logged.
-    """
-
-    #: The recipient's address.
-    to: str
-    #: The From header: the kind's ``sender`` in :data:`CONFIRM_MESSAGES`, else
-    #: :data:`CONFIRM_MAIL_FROM`.
-    sender: str
-    #: The subject: the kind's ``subject`` in :data:`CONFIRM_MESSAGES`, else its
-    #: default (:data:`CONFIRM_SUBJECT` for confirmations).
-    subject: str
-    #: The plain-text part.
-    text: str
-    #: The HTML part.
-    html: str
-
-
-@t.runtime_checkable
-class Sender(t.Protocol):
-    """What Flask-Confirm needs of a sender.
-
-    A class named in :data:`CONFIRM_SENDER` is called once per process with the
-    application (``SenderClass(app)``) and must return an object with these
-    methods. :meth:`send` raises on failure: raise
-    :class:`.PermanentSendError` for a refusal that retrying cannot change,
-    :class:`.TransientSendError` (or anything else) for one worth retrying.
-    The worker records the reason on the user and lets RQ retry transient
-    failures; :data:`.confirmation_failed` is sent when no retry follows.
-    """
-
-    def send(self, message: EmailMessage) -> str | None:
-        """Send ``message``; return the provider's message id, if any."""
-
-    def close(self) -> None:
-        """Release connections. Called when the worker stops."""
-
-
-class ConsoleSender:
-    """Prints each message to standard output, for development.
-
-    The printed text includes the link, which is the point in development and
-    why this sender must not be used in production.
-    """
-
-    def __init__(self, app: Flask, stream: t.TextIO | None = None) -> None:
-        self._stream = stream
-
-    def send(self, message: EmailMessage) -> str | None:
-        stream = self._stream or sys.stdout
-        rule = "-" * 72
-        print(
-            f"{rule}\nFrom: {message.sender}\nTo: {message.to}\n"
-            f"Subject: {message.subject}\n\n{message.text}\n{rule}",
-            file=stream,
-            flush=True,
-        )
-        return None
-
-    def close(self) -> None:
-        pass
-
-
-class MemorySender:
-    """Keeps sent messages in :attr:`outbox`, for tests.
-
-    The outbox lives in the process that sends: with :data:`CONFIRM_ASYNC`
-    false (the default under ``app.testing``) that is the test process.
-    """
-
-    def __init__(self, app: Flask) -> None:
-        #: Every message sent, oldest first.
-        self.outbox: list[EmailMessage] = []
-        self._lock = threading.Lock()
-
-    def send(self, message: EmailMessage) -> str | None:
-        with self._lock:
-            self.outbox.append(message)
-            return f"memory-{len(self.outbox)}"
-
-    def close(self) -> None:
-        pass
 
 
 class SMTPSender:
@@ -316,105 +218,3 @@ def _default_sender() -> str:
     if not sender:
         raise ValueError(f"No sender address: set {Keys.MAIL_FROM}.")
     return t.cast(str, sender)
-
-
-class SESSender:
-    """Sends through Amazon SES (the v2 API) with boto3.
-
-    Credentials and the endpoint come from boto3's standard chain (environment,
-    shared config, instance role; ``AWS_ENDPOINT_URL`` is honoured), the region
-    from :data:`CONFIRM_SES_REGION` or that chain. The client is made on the
-    first message and reused. The returned message id is SES's ``MessageId``.
-    Addresses are passed as SES asks: a non-ASCII name as encoded words, an
-    internationalised domain in IDNA; a local part that is not ASCII, which
-    SES cannot carry, is refused (permanently for a recipient).
-    """
-
-    def __init__(self, app: Flask) -> None:
-        try:
-            import boto3
-        except ImportError as e:
-            raise ConfigError(
-                f"{Keys.SENDER} = 'ses' needs boto3: install 'flask-confirm[ses]',"
-                " or choose another sender."
-            ) from e
-        self._boto3 = boto3
-        self._region: str | None = app.config.get(Keys.SES_REGION) or None
-        self._client: t.Any = None
-
-    @property
-    def client(self) -> t.Any:
-        """The ``sesv2`` client, made on first use."""
-        if self._client is None:
-            self._client = self._boto3.client("sesv2", region_name=self._region)
-        return self._client
-
-    def send(self, message: EmailMessage) -> str | None:
-        response = self.client.send_email(
-            FromEmailAddress=ascii_address(message.sender, "sender", "SES"),
-            Destination={
-                "ToAddresses": [ascii_address(message.to, "recipient", "SES")]
-            },
-            Content={
-                "Simple": {
-                    "Subject": {"Data": message.subject, "Charset": "UTF-8"},
-                    "Body": {
-                        "Text": {"Data": message.text, "Charset": "UTF-8"},
-                        "Html": {"Data": message.html, "Charset": "UTF-8"},
-                    },
-                }
-            },
-        )
-        return t.cast("str", response["MessageId"])
-
-    def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
-
-
-_BUILTIN: dict[str, type[t.Any]] = {
-    "smtp": SMTPSender,
-    "ses": SESSender,
-    "console": ConsoleSender,
-    "memory": MemorySender,
-}
-
-
-def make_sender(app: Flask, settings: Settings) -> Sender:
-    """Make the sender named by :data:`CONFIRM_SENDER`. Internal.
-
-    :raises ConfigError: the name or path does not lead to a usable class.
-    """
-    name = settings.sender
-    cls = _BUILTIN.get(name) or _import_class(name)
-    try:
-        sender = cls(app)
-    except ConfigError:
-        raise
-    except TypeError as e:
-        raise ConfigError(
-            f"{Keys.SENDER} = {name!r}: the class must accept the app as its only"
-            f" argument ({e})."
-        ) from e
-    if not isinstance(sender, Sender):
-        raise ConfigError(
-            f"{Keys.SENDER} = {name!r} does not implement the Sender protocol: it"
-            " needs send(message) and close() methods."
-        )
-    return sender
-
-
-def _import_class(path: str) -> type[t.Any]:
-    module_name, _, attr = path.replace(":", ".").rpartition(".")
-    try:
-        module = importlib.import_module(module_name)
-        cls = getattr(module, attr)
-    except (ImportError, AttributeError, ValueError) as e:
-        raise ConfigError(
-            f"{Keys.SENDER} = {path!r} cannot be imported ({e}). Use one of"
-            " 'smtp', 'ses', 'console', 'memory', or 'package.module.ClassName'."
-        ) from e
-    if not isinstance(cls, type):
-        raise ConfigError(f"{Keys.SENDER} = {path!r} is not a class.")
-    return cls

@@ -1,0 +1,28 @@
+"""The rendered mail, as :mod:`.messages` makes it and a sender sends it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class EmailMessage:
+    """A rendered mail (a confirmation, an email change link or notice, a
+    password reset link), ready to send.
+
+    It exists only in the worker, for the time it takes to send it: it may
+    hold a link, so it is never stored or logged.
+    """
+
+    #: The recipient's address.
+    to: str
+    #: The From header: the kind's ``sender`` in :data:`CONFIRM_MESSAGES`, else
+    #: :data:`CONFIRM_MAIL_FROM`.
+    sender: str
+    #: The subject: the kind's ``subject`` in :data:`CONFIRM_MESSAGES`, else its
+    #: default (:data:`CONFIRM_SUBJECT` for confirmations).
+    subject: str
+    #: The plain-text part.
+    text: str
+    #: The HTML part.
+    html: str
