@@ -98,7 +98,7 @@ def queue_coalesced(app: Flask, redis: RedisServer, count: int, tag: str) -> Non
     """As :func:`queue_confirmations`, but each confirmation is queued the way
     ``send_confirmation`` queues it with ``CONFIRM_COALESCE`` on: its id
     joins the list, and the first queues the drain job."""
-    from flask_confirm import queueing
+    from flask_confirm.outbox import queueing
 
     redis.flush()
     bench_app.reset_tables(app)

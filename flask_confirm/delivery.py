@@ -31,7 +31,7 @@ from .faults import redact
 from .faults import redacted
 from .faults import TransientSendError
 from .mail import kinds
-from .mime import check_recipient
+from .mail.mime import check_recipient
 from .models import primary_key
 from .models import utcnow
 from .state import current_app_object

@@ -42,9 +42,7 @@ def external_url(state: AppState, endpoint: str, token: str) -> str:
     adapter = current_app_object().url_map.bind(
         base.netloc, script_name=base.path or "/", url_scheme=base.scheme
     )
-    return adapter.build(  # type: ignore[no-any-return]
-        endpoint, {"token": token}, force_external=True
-    )
+    return adapter.build(endpoint, {"token": token}, force_external=True)
 
 
 def _token_user(state: AppState, user_id: UserId) -> t.Any:

@@ -11,8 +11,8 @@ from flask import Flask
 
 from conftest import AppFactory
 from flask_confirm import signals
-from flask_confirm.bulk import mark_confirmed
 from flask_confirm.models import utcnow
+from flask_confirm.outbox.bulk import mark_confirmed
 
 
 def models(app: Flask) -> dict[str, t.Any]:

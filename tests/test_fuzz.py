@@ -38,7 +38,7 @@ from flask_confirm.addresses import InvalidEmail
 from flask_confirm.addresses import lookup_keys
 from flask_confirm.addresses import normalize_email
 from flask_confirm.mail.mime import check_recipient
-from flask_confirm.views import safe_next
+from flask_confirm.web.answers import safe_next
 from testapp import create_app
 
 if t.TYPE_CHECKING:

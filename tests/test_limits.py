@@ -30,8 +30,8 @@ from flask_confirm.limits import fold_address
 from flask_confirm.limits import parse_limit
 from flask_confirm.limits import RateLimiter
 from flask_confirm.limits import Window
-from flask_confirm.views import RATE_LIMITED_MESSAGE
-from flask_confirm.views import RESEND_MESSAGE
+from flask_confirm.web.resend import RATE_LIMITED_MESSAGE
+from flask_confirm.web.resend import RESEND_MESSAGE
 from testapp import create_app
 
 if t.TYPE_CHECKING:

@@ -16,13 +16,15 @@ from flask_babel import Babel
 import flask_confirm
 from conftest import AppFactory
 from flask_confirm import decorators
-from flask_confirm import views
 from flask_confirm.config import MESSAGE_KINDS
 from flask_confirm.i18n import gettext
 from flask_confirm.i18n import ngettext
 from flask_confirm.mail.messages import compose
 from flask_confirm.mail.messages import DEFAULT_SUBJECTS
 from flask_confirm.mail.messages import duration_words
+from flask_confirm.web import confirm as confirm_flow
+from flask_confirm.web import resend as resend_flow
+from flask_confirm.web import reset as reset_flow
 
 if t.TYPE_CHECKING:
     from flask import Flask
@@ -222,12 +224,12 @@ def test_pybabel_extracts_every_shown_message() -> None:
         )
     }
     shown = [
-        views.CONFIRMED_MESSAGE,
-        views.EMAIL_CHANGED_MESSAGE,
-        views.RESEND_MESSAGE,
-        views.RESET_REQUEST_MESSAGE,
-        views.PASSWORD_RESET_MESSAGE,
-        views.RATE_LIMITED_MESSAGE,
+        confirm_flow.CONFIRMED_MESSAGE,
+        confirm_flow.EMAIL_CHANGED_MESSAGE,
+        resend_flow.RESEND_MESSAGE,
+        reset_flow.RESET_REQUEST_MESSAGE,
+        reset_flow.PASSWORD_RESET_MESSAGE,
+        resend_flow.RATE_LIMITED_MESSAGE,
         decorators.UNCONFIRMED_MESSAGE,
         "The link has expired.",
         "The link is not valid.",

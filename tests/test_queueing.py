@@ -14,7 +14,7 @@ from rq import Queue
 
 from conftest import AppFactory
 from conftest import SMTPServer
-from flask_confirm import queueing
+from flask_confirm.outbox import queueing
 
 Run = t.Callable[..., subprocess.CompletedProcess[str]]
 

@@ -627,7 +627,7 @@ def test_batch_job_reads_once_and_records_in_groups(
     at a time: the round trips that bulk speed depends on."""
     import sqlalchemy as sa
 
-    from flask_confirm.tasks import RECORD_EVERY
+    from flask_confirm.delivery import RECORD_EVERY
     from flask_confirm.tasks import send_batch_job
 
     async_config.update(CONFIRM_REDIS_URL=redis_url, CONFIRM_SENDER="memory")

@@ -22,11 +22,11 @@ from conftest import serving
 from flask_confirm import signals
 from flask_confirm.tokens import address_digest
 from flask_confirm.tokens import SALT
-from flask_confirm.views import CONFIRMED_MESSAGE
-from flask_confirm.views import EMAIL_CHANGED_MESSAGE
-from flask_confirm.views import PASSWORD_RESET_MESSAGE
-from flask_confirm.views import RESEND_MESSAGE
-from flask_confirm.views import RESET_REQUEST_MESSAGE
+from flask_confirm.web.confirm import CONFIRMED_MESSAGE
+from flask_confirm.web.confirm import EMAIL_CHANGED_MESSAGE
+from flask_confirm.web.resend import RESEND_MESSAGE
+from flask_confirm.web.reset import PASSWORD_RESET_MESSAGE
+from flask_confirm.web.reset import RESET_REQUEST_MESSAGE
 
 if t.TYPE_CHECKING:
     from flask import Flask

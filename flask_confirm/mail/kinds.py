@@ -11,13 +11,13 @@ from __future__ import annotations
 import typing as t
 
 from .. import links
-from ..messages import compose
 from ..models import email_of
 from ..models import target_address
+from .messages import compose
 
 if t.TYPE_CHECKING:
-    from ..senders import EmailMessage
     from ..state import AppState
+    from .message import EmailMessage
 
 
 def confirmation(state: AppState, user: t.Any) -> EmailMessage:

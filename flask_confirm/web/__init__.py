@@ -45,7 +45,8 @@ def create_blueprint(settings: Settings) -> Blueprint:
     """
     bp = Blueprint(
         "confirm",
-        __name__,
+        # The package's name, so that its templates folder is the one found.
+        "flask_confirm",
         template_folder="templates",
         url_prefix=settings.url_prefix,
         subdomain=settings.subdomain,

@@ -58,15 +58,9 @@ def refuse(template: str, error: BadInput, **context: t.Any) -> ResponseReturnVa
     return render(template, error=error.message, **context), error.status
 
 
-def refuse(template: str, error: BadInput, **context: t.Any) -> ResponseReturnValue:
-    """Answer a refused request: JSON ``{"error", "message"}`` or the page
-    with the message, with the error's status."""
-    if wants_json():
-        return {"error": error.code, "message": error.message}, error.status
-    return render(template, error=error.message, **context), error.status
-
-
 def token_error(template: str, error: Exception) -> ResponseReturnValue:
+    """Answer a link whose token failed: 400 ``token_expired`` or
+    ``token_invalid``, or the page in state ``expired`` or ``invalid``."""
     expired = isinstance(error, TokenExpired)
     if wants_json():
         if expired:
