@@ -15,7 +15,6 @@ from . import links
 from . import logins
 from . import outbox
 from . import store
-from .errors import ConfigError
 from .mail import kinds
 from .models import ConfirmableMixin
 from .models import primary_key
@@ -107,34 +106,19 @@ class Confirm(t.Generic[UserT]):
         password_setter: PasswordSetter | None = None,
         redis: Redis | None = None,
     ) -> None:
-        """Set up confirmation for ``app``: check the ``CONFIRM_*``
-        configuration, register the ``confirm`` blueprint, the ``flask
-        confirm-worker`` and ``flask confirm`` commands and, unless
-        :data:`CONFIRM_DASHBOARD_URL` is ``None``, the protected RQ
-        dashboard. With :data:`CONFIRM_BIND_SESSIONS` on, Flask-Login
-        sessions are bound to the user's credentials (:meth:`login_id`).
-
-        The arguments override those given to the constructor.
+        """Set up confirmation for ``app``: check the ``CONFIRM_*`` keys,
+        register the ``confirm`` blueprint, the CLI commands, the protected
+        RQ dashboard (unless :data:`CONFIRM_DASHBOARD_URL` is ``None``) and,
+        with :data:`CONFIRM_BIND_SESSIONS`, bind Flask-Login sessions
+        (:meth:`login_id`). The arguments override the constructor's.
 
         :raises ConfigError: a key cannot work; the message names it and the fix.
         :raises RuntimeError: this extension is already registered on ``app``.
         """
-        if "confirm" in app.extensions:
-            raise RuntimeError(
-                "Flask-Confirm is already registered on this app. Call init_app"
-                " once per app; to change settings, change app.config before it."
-            )
-        db = db or self._db
-        user_model = user_model or self._user_model
-        if db is None or user_model is None:
-            raise ConfigError(
-                "Flask-Confirm needs the database and the user model: call"
-                " init_app(app, db=db, user_model=User), or pass them to Confirm()."
-            )
         set_up(
             app,
-            db=db,
-            user_model=user_model,
+            db=db or self._db,
+            user_model=user_model or self._user_model,
             password_setter=password_setter or self._password_setter,
             redis=redis if redis is not None else self._redis,
             hooks=self._hooks,
@@ -156,12 +140,10 @@ class Confirm(t.Generic[UserT]):
         """The current app's RQ queue."""
         return get_state().queue
 
-    # -- callbacks -------------------------------------------------------
-
     def dashboard_auth(self, func: _DashboardAuthT) -> _DashboardAuthT:
         """Register the callable that lets the current request see the RQ
-        dashboard when it returns true (it may also abort, with a 401 say).
-        Without one, every dashboard request is answered 403.
+        dashboard when it returns true (or aborts, with a 401 say); without
+        one, the dashboard answers 403.
 
         .. code-block:: python
 
@@ -186,14 +168,6 @@ class Confirm(t.Generic[UserT]):
         self._hooks.mail_locale = func
         return func
 
-    @property
-    def _mail_locale(self) -> MailLocale | None:
-        return self._hooks.mail_locale
-
-    @_mail_locale.setter
-    def _mail_locale(self, func: MailLocale | None) -> None:
-        self._hooks.mail_locale = func
-
     def current_user(self) -> UserT | None:
         """The signed-in user, or ``None``: from :meth:`user_loader`, or from
         Flask-Login's ``current_user``.
@@ -202,26 +176,19 @@ class Confirm(t.Generic[UserT]):
         """
         return t.cast("UserT | None", logins.current_user(get_state()))
 
-    # -- requests ----------------------------------------------------------
-
     def send_confirmation(self, user: UserT) -> str | None:
-        """Record that ``user`` is owed a confirmation link, **commit the
-        session**, then queue the job that mails it (carrying only the id).
-        Call it in place of your own commit, or after it.
-
-        If Redis is down a warning is logged and ``None`` returned; the
-        request stays recorded and :meth:`sweep` queues it later. With
-        :data:`CONFIRM_ASYNC` false the job runs here, its failure logged.
+        """Record that ``user`` is owed a link, **commit the session**, then
+        queue the job that mails it, carrying only the id (see
+        :doc:`reliability`: with Redis down, :meth:`sweep` queues it later).
 
         :return: the job id, or ``None`` if the job could not be queued.
         """
         return outbox.send_confirmation(get_state(), user)
 
     def request_email_change(self, user: UserT, new_email: str) -> str | None:
-        """Keep ``new_email`` in :attr:`~.ConfirmableMixin.pending_email`,
-        commit, and queue a link to it plus a notice (with a "this wasn't
-        me" link, :meth:`cancel_change_url`) to the current address, which
-        stays the user's until the link is confirmed (see :doc:`accounts`).
+        """Keep ``new_email`` pending, commit, and queue a link to it and a
+        notice to the current address, which stays the user's until the link
+        is confirmed (see :doc:`accounts`).
 
         :raises InvalidEmail: ``new_email`` is not a usable address.
         :raises EmailInUse: another user has it, in any spelling.
@@ -239,8 +206,6 @@ class Confirm(t.Generic[UserT]):
         :return: the job id, or ``None`` if nothing was queued.
         """
         return outbox.request_password_reset(get_state(), user)
-
-    # -- many users ----------------------------------------------------------
 
     def send_many(
         self, users: t.Iterable[UserT], *, batch_size: int | None = None
@@ -263,12 +228,9 @@ class Confirm(t.Generic[UserT]):
         return bulk.resend_all(get_state(), older_than, chunk_size, progress)
 
     def sweep(self, older_than: int | None = None, *, hold_lock: int = 0) -> int:
-        """Queue again every confirmation requested but not yet sent (not
-        those failed for good: :meth:`retry_failed`), requested at least
-        ``older_than`` seconds ago (default :data:`CONFIRM_SWEEP_AFTER`).
-
-        One sweep runs at a time (a lock in Redis, kept ``hold_lock`` seconds
-        after it); a job queued twice sends once.
+        """Queue again every confirmation requested at least ``older_than``
+        seconds ago (default :data:`CONFIRM_SWEEP_AFTER`) and not yet sent;
+        one sweep at a time, the lock kept ``hold_lock`` seconds after it.
 
         :return: how many were queued; 0 if another sweep holds the lock.
         """
@@ -293,9 +255,9 @@ class Confirm(t.Generic[UserT]):
     def mark_confirmed(
         self, users: t.Iterable[UserT] | None = None, *, existing: bool = False
     ) -> int:
-        """Record addresses as confirmed without a link (a backfill, see
-        :doc:`existing-app`): ``users``, or with ``existing=True`` every user
-        in state ``none``. No signal is sent. How many were marked.
+        """Record ``users``, or with ``existing=True`` every user in state
+        ``none``, as confirmed without a link and without a signal (a
+        backfill: :doc:`existing-app`). How many were marked.
 
         :raises ValueError: neither or both of ``users`` and ``existing``.
         """
@@ -303,8 +265,6 @@ class Confirm(t.Generic[UserT]):
             raise ValueError("Pass either users or existing=True, not both.")
         user_ids = None if users is None else [primary_key(u) for u in users]
         return bulk.mark_confirmed(get_state(), user_ids)
-
-    # -- links -----------------------------------------------------------------
 
     def make_token(self, user: UserT) -> str:
         """A new confirmation token, bound to the current address, or while a
@@ -368,8 +328,6 @@ class Confirm(t.Generic[UserT]):
         """
         return t.cast("UserT", links.load_cancel_user(get_state(), token))
 
-    # -- mails -----------------------------------------------------------------
-
     def render_message(self, user: UserT) -> EmailMessage:
         """The mail with ``user``'s confirmation link: ``confirm``, or
         ``email_change`` to the new address while a change is pending."""
@@ -383,8 +341,6 @@ class Confirm(t.Generic[UserT]):
     def render_reset_message(self, user: UserT) -> EmailMessage:
         """The ``password_reset`` mail for ``user``."""
         return kinds.password_reset(get_state(), user)
-
-    # -- changes to a user -----------------------------------------------------
 
     def confirm_user(self, user: UserT) -> bool:
         """Mark ``user``'s address confirmed in one conditional ``UPDATE``,
@@ -417,8 +373,6 @@ class Confirm(t.Generic[UserT]):
         :raises RuntimeError: the setter did not change the hash attribute.
         """
         return store.reset_password(get_state(), user, password)
-
-    # -- users -------------------------------------------------------------------
 
     def find_user(self, email: str) -> UserT | None:
         """The user with address ``email``, compared without regard to case

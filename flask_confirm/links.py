@@ -70,12 +70,23 @@ def binding(state: AppState, user: t.Any) -> str:
 
 
 def make_token(state: AppState, user: t.Any) -> str:
-    """A new confirmation token for the address ``user`` is confirming."""
+    """Return a new confirmation token for the address ``user`` is
+    confirming: the current address, bound to it
+    (:func:`.tokens.address_digest`); or, while an email change is
+    pending, bound to that request, the new address and the time it was
+    asked for (:func:`.tokens.change_digest`), so that a newer request,
+    even to the same address, kills every earlier change link.
+    """
     return state.serializer.sign(primary_key(user), binding(state, user))
 
 
 def confirm_url(state: AppState, user: t.Any) -> str:
-    """A fresh confirmation link for ``user``."""
+    """Return a fresh confirmation link for ``user`` (for the pending new
+    address while an email change is pending).
+
+    Links are built on :data:`CONFIRM_EXTERNAL_URL`, never on the current
+    request, so a forged ``Host`` header cannot change what is mailed.
+    """
     return external_url(state, CONFIRM_ENDPOINT, make_token(state, user))
 
 
@@ -119,21 +130,23 @@ def reset_binding(state: AppState, user: t.Any) -> str:
 
 
 def make_reset_token(state: AppState, user: t.Any) -> str:
-    """A password reset token for ``user``."""
+    """Return a password-reset token for ``user``, bound to their address
+    and current password hash (:data:`CONFIRM_PASSWORD_HASH_ATTRIBUTE`).
+    """
     return state.reset_serializer.sign(primary_key(user), reset_binding(state, user))
 
 
 def reset_url(state: AppState, user: t.Any) -> str:
-    """A fresh password reset link for ``user``."""
+    """Return a fresh password-reset link for ``user``."""
     return external_url(state, RESET_ENDPOINT, make_reset_token(state, user))
 
 
 def load_reset_user(state: AppState, token: str) -> t.Any:
-    """The user a reset token was made for.
+    """Return the user a password-reset token was made for.
 
     :raises TokenExpired: older than :data:`CONFIRM_PASSWORD_RESET_MAX_AGE`.
-    :raises TokenInvalid: bad, used (the password changed), or its user is
-        gone, changed address or is unconfirmed.
+    :raises TokenInvalid: the token is bad, was used already (the password
+        changed), or its user is gone, changed address or is unconfirmed.
     """
     user_id, digest = state.reset_serializer.loads(token)
     user = _token_user(state, user_id)
@@ -148,7 +161,11 @@ def load_reset_user(state: AppState, token: str) -> t.Any:
 
 
 def make_cancel_token(state: AppState, user: t.Any) -> str:
-    """A token that cancels ``user``'s pending change, that one only.
+    """Return a token for the "this wasn't me" link of the notice about
+    ``user``'s pending email change. It has a salt of its own and is
+    bound to that request (the new address and the time it was asked
+    for), so it cancels that change only: not a later request, to the
+    same address or another.
 
     :raises ValueError: no change is pending.
     """
@@ -161,7 +178,9 @@ def make_cancel_token(state: AppState, user: t.Any) -> str:
 
 
 def cancel_change_url(state: AppState, user: t.Any) -> str:
-    """A fresh "this wasn't me" link for ``user``'s pending change.
+    """Return a fresh "this wasn't me" link for ``user``'s pending email
+    change, as the notice to the current address carries. ``GET`` shows a
+    Cancel button (mail scanners open links); ``POST`` cancels.
 
     :raises ValueError: no change is pending.
     """
@@ -169,11 +188,12 @@ def cancel_change_url(state: AppState, user: t.Any) -> str:
 
 
 def load_cancel_user(state: AppState, token: str) -> t.Any:
-    """The user whose pending change a cancel token is for.
+    """Return the user whose pending email change a cancel token is for.
 
     :raises TokenExpired: older than :data:`CONFIRM_TOKEN_MAX_AGE`.
-    :raises TokenInvalid: bad, its user gone, or the change it was made for
-        no longer pending.
+    :raises TokenInvalid: the token is bad, its user is gone, or the
+        change it was made for is no longer pending (it was made,
+        cancelled, or replaced by a newer request).
     """
     user_id, digest = state.cancel_serializer.loads(token)
     user = _token_user(state, user_id)

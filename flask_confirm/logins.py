@@ -213,9 +213,8 @@ def bind(app: Flask, binding: Binding) -> None:
 
 
 def current_user(state: AppState) -> t.Any | None:
-    """The signed-in user, or ``None``: from the app's ``user_loader``
-    callback, or from Flask-Login's ``current_user`` when the app uses
-    Flask-Login.
+    """The signed-in user, or ``None``: from :meth:`.Confirm.user_loader`, or from
+    Flask-Login's ``current_user`` when the app uses Flask-Login.
 
     :raises RuntimeError: neither is available.
     """
@@ -234,8 +233,18 @@ def current_user(state: AppState) -> t.Any | None:
 
 
 def login_id(state: AppState, user: t.Any) -> str:
-    """The id Flask-Login keeps for ``user`` while sessions are bound (see
-    :meth:`.Confirm.login_id`).
+    """Return the id Flask-Login keeps for ``user`` in the session and
+    the remember-me cookie while :data:`CONFIRM_BIND_SESSIONS` is on: the
+    app's own id (``user.get_id()``), a dot, and a stamp, an HMAC of the
+    user's primary key, address and password hash. ``login_user`` stores
+    it by itself; the app's user loader still receives its own id.
+
+    A password reset, an email change or any other change of the
+    password hash changes the stamp, and every session and remember-me
+    cookie issued before it stops loading the user, the current
+    browser's included (call ``login_user`` again after your own
+    password change form to keep it). Store this as ``_user_id`` in a
+    test client's session to sign a user in without the login view.
 
     :raises RuntimeError: :data:`CONFIRM_BIND_SESSIONS` is off.
     """

@@ -60,9 +60,19 @@ def get_user(state: AppState, user_id: UserId) -> t.Any | None:
 
 
 def find_user(state: AppState, email: str) -> t.Any | None:
-    """The user with address ``email``, or ``None``: see
-    :meth:`.Confirm.find_user` for the matching rules and the order among
-    twins."""
+    """Return the user with address ``email``, or ``None``.
+
+    Addresses are compared without regard to case or surrounding space,
+    and with the domain in either form, so ``carol@xn--bcher-kva.example``
+    finds ``carol@bücher.example`` (:func:`.addresses.lookup_keys`).
+    SQLite's ``lower()`` folds ASCII letters only, so there a stored
+    capital non-ASCII letter matches only as stored.
+
+    Where several rows match (twins stored before these rules, or by the
+    app), the answer is deterministic: a user whose address is
+    confirmed before one whose is not, then the earliest confirmed,
+    then the lowest primary key (the oldest row, for keys that grow).
+    """
     model = state.user_model
     column = getattr(model, state.settings.email_attribute)
     confirmed_at = model.email_confirmed_at
@@ -108,8 +118,15 @@ def update_user(
 
 
 def confirm_user(state: AppState, user: t.Any) -> bool:
-    """Mark ``user``'s current address confirmed, if it still is their
-    address and unconfirmed; send :data:`.email_confirmed` if so."""
+    """Mark ``user``'s address confirmed, commit, and send
+    :data:`.email_confirmed`.
+
+    One conditional ``UPDATE`` does it, so that two requests racing with
+    the same link confirm once and signal once, and an address changed in
+    the meantime is not confirmed in its place.
+
+    :return: ``False`` if it was already confirmed (nothing is done then).
+    """
     if user.email_confirmed:
         return False
     model = state.user_model
@@ -129,11 +146,23 @@ def confirm_user(state: AppState, user: t.Any) -> bool:
 
 
 def confirm_email_change(state: AppState, user: t.Any, new_email: str) -> bool:
-    """Make the pending ``new_email`` ``user``'s confirmed address, if that
-    request is still the pending one and nobody else holds the address (see
-    :meth:`.Confirm.confirm_email_change`).
+    """Complete ``user``'s pending change to ``new_email``: it becomes the
+    confirmed address, in one conditional ``UPDATE``, and
+    :data:`.email_changed` and :data:`.email_confirmed` are sent.
 
-    :raises EmailInUse: someone else has the address.
+    The ``UPDATE`` also requires that no other row holds ``new_email``
+    in any spelling (``NOT EXISTS``, case-insensitively, either form of
+    the domain), so that an account registered with ``SHARED@...``
+    after a change to ``shared@...`` was asked for does not end up with
+    a twin. That check runs inside the statement; only a unique index
+    on ``lower(email)`` also closes the moment between two transactions
+    committing at once (see :ref:`unique-lower-email`).
+
+    :return: ``False`` if no change to ``new_email`` is pending (it was
+        made already, or cancelled, or replaced by another).
+    :raises EmailInUse: someone else has the address (the ``NOT
+        EXISTS`` or the database's unique constraint said so); the
+        change stays pending.
     """
     model = state.user_model
     attribute = state.settings.email_attribute
@@ -168,7 +197,14 @@ def confirm_email_change(state: AppState, user: t.Any, new_email: str) -> bool:
 
 
 def cancel_email_change(state: AppState, user: t.Any) -> bool:
-    """Drop ``user``'s pending change, if it is still the one pending."""
+    """Drop ``user``'s pending email change, if any, and commit; its link
+    stops working, and so does the "this wasn't me" link of its notice.
+
+    One conditional ``UPDATE`` does it, so that a change confirmed in the
+    meantime is not reported as cancelled.
+
+    :return: whether a change was pending (and is now cancelled).
+    """
     pending = user.pending_email
     if pending is None:
         return False
@@ -179,10 +215,21 @@ def cancel_email_change(state: AppState, user: t.Any) -> bool:
 
 
 def reset_password(state: AppState, user: t.Any, password: str) -> bool:
-    """Set ``user``'s password through the app's setter, written by one
-    ``UPDATE`` conditional on the hash it replaces and on the address (see
-    :meth:`.Confirm.reset_password`); send :data:`.password_reset`.
+    """Set ``user``'s password through the app's setter, cancel any
+    pending email change, commit, and send :data:`.password_reset`.
 
+    The new hash is written by one ``UPDATE`` conditional on the hash it
+    replaces (:data:`CONFIRM_PASSWORD_HASH_ATTRIBUTE`, as ``user`` was
+    loaded) and on the address, so that of several requests racing with
+    one reset link exactly one sets a password; the others change
+    nothing. Everything else the setter changed is committed with it.
+    The reset link dies with the old hash, and with
+    :data:`CONFIRM_BIND_SESSIONS` so does every Flask-Login session and
+    remember-me cookie of the user.
+
+    :return: ``False`` if the password or the address changed since
+        ``user`` was loaded (another use of the same link won); nothing is
+        changed then.
     :raises RuntimeError: the setter did not change the hash attribute.
     """
     settings = state.settings

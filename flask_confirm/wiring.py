@@ -48,8 +48,8 @@ if t.TYPE_CHECKING:
 def set_up(
     app: Flask,
     *,
-    db: SQLAlchemy,
-    user_model: type[t.Any],
+    db: SQLAlchemy | None,
+    user_model: type[t.Any] | None,
     password_setter: PasswordSetter | None,
     redis: Redis | None,
     hooks: Hooks,
@@ -60,7 +60,18 @@ def set_up(
     entry points on ``app``.
 
     :raises ConfigError: a key or an argument cannot work.
+    :raises RuntimeError: Flask-Confirm is already registered on ``app``.
     """
+    if "confirm" in app.extensions:
+        raise RuntimeError(
+            "Flask-Confirm is already registered on this app. Call init_app"
+            " once per app; to change settings, change app.config before it."
+        )
+    if db is None or user_model is None:
+        raise ConfigError(
+            "Flask-Confirm needs the database and the user model: call"
+            " init_app(app, db=db, user_model=User), or pass them to Confirm()."
+        )
     _check_user_model(user_model)
     settings = load(app)  # checks SECRET_KEY too
     key = user_key(user_model)

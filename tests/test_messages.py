@@ -267,7 +267,7 @@ def test_mails_in_the_worker_do_not_ask_the_request_locale(
     assert messages["password_reset"].subject == "Réinitialisez votre mot de passe"
     assert "24 heures" in messages["confirm"].text
     # In a request, inline sending follows the request's locale by default.
-    confirm._mail_locale = None
+    confirm._hooks.mail_locale = None
     with app.test_request_context(headers={"Accept-Language": "fr"}):
         messages = render_all(app, "cy@example.org")
         assert messages["confirm"].subject == "Confirmez votre adresse e-mail"

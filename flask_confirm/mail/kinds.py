@@ -21,8 +21,10 @@ if t.TYPE_CHECKING:
 
 
 def confirmation(state: AppState, user: t.Any) -> EmailMessage:
-    """The mail with ``user``'s confirmation link: ``confirm`` to the current
-    address, or, while a change is pending, ``email_change`` to the new one."""
+    """Render the mail with ``user``'s confirmation link: the ``confirm``
+    message to the current address, or, while an email change is pending,
+    the ``email_change`` message to the new one (see :mod:`.messages`).
+    """
     settings = state.settings
     kind = "email_change" if user.pending_email is not None else "confirm"
     return compose(
@@ -37,8 +39,11 @@ def confirmation(state: AppState, user: t.Any) -> EmailMessage:
 
 
 def change_notice(state: AppState, user: t.Any) -> EmailMessage:
-    """The ``email_change_notice`` to ``user``'s current address about the
-    pending new one, with its "this wasn't me" link."""
+    """Render the ``email_change_notice`` mail to ``user``'s current
+    address about their pending new one. Its only link, ``cancel_url``,
+    is the "this wasn't me" link that cancels the change
+    (:meth:`.Confirm.cancel_change_url`).
+    """
     settings = state.settings
     return compose(
         settings,
@@ -53,7 +58,7 @@ def change_notice(state: AppState, user: t.Any) -> EmailMessage:
 
 
 def password_reset(state: AppState, user: t.Any) -> EmailMessage:
-    """The ``password_reset`` mail with ``user``'s reset link."""
+    """Render the ``password_reset`` mail for ``user``."""
     settings = state.settings
     return compose(
         settings,

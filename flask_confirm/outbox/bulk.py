@@ -37,8 +37,14 @@ Progress = t.Callable[[int, int], None]
 
 
 def send_many(state: AppState, users: t.Iterable[t.Any], batch_size: int | None) -> int:
-    """Record a request for each of ``users`` in one commit, then queue
-    their batch jobs. How many were requested."""
+    """Ask for confirmations for many users at once (a migration, a
+    re-send to everyone unconfirmed): one commit, then jobs of
+    ``batch_size`` users each (default :data:`CONFIRM_BATCH_SIZE`), queued
+    in pipelined round trips. Each batch job sends over one connection, with
+    the same per-user state, locking and retry rules as single sends.
+
+    :return: how many confirmations were requested.
+    """
     users = list(users)
     now = utcnow()
     for user in users:
@@ -53,8 +59,18 @@ def send_many(state: AppState, users: t.Iterable[t.Any], batch_size: int | None)
 def resend_all(
     state: AppState, older_than: int | None, chunk_size: int, progress: Progress | None
 ) -> int:
-    """Request again every unconfirmed user's link (those whose last request
-    is at least ``older_than`` seconds old, if given)."""
+    """Request a new link for every unconfirmed user (a migration, a
+    change of provider), optionally only those whose last request is at
+    least ``older_than`` seconds old. Users whose confirmation failed for
+    good are included: asking again is the point of a bulk re-send.
+
+    Works through the users ``chunk_size`` at a time: one ``UPDATE`` and
+    commit per chunk, then its batch jobs queued in pipelined round trips.
+
+    :param progress: called after each chunk with the number of users in
+        it and the total.
+    :return: how many confirmations were requested.
+    """
     model = state.user_model
     session = state.db.session
     key_column = state.key.column
@@ -97,9 +113,24 @@ def request_again(
 
 
 def sweep(state: AppState, older_than: int | None, hold_lock: int) -> int:
-    """Queue again the confirmations requested at least ``older_than``
-    seconds ago and not yet sent, under a lock that one sweep at a time
-    holds; 0 if another sweep holds it."""
+    """Queue again every confirmation requested but not yet sent.
+
+    This is what makes a request survive Redis being down when it was made,
+    a worker killed in the middle of a job, or retries running out: the
+    database remembers what is owed. Confirmations that failed for good
+    are left alone (see :meth:`.Confirm.retry_failed`).
+
+    Safe to run from many processes at once: a lock in Redis lets one
+    sweep run at a time, and a job queued twice sends once.
+
+    :param older_than: only confirmations requested at least this many
+        seconds ago (default :data:`CONFIRM_SWEEP_AFTER`; 0 means all),
+        which leaves the ones whose first job is still on its way.
+    :param hold_lock: keep the lock this many seconds after the sweep, so
+        that periodic sweeps on many workers run once per period.
+    :return: how many confirmations were queued (in jobs of
+        :data:`CONFIRM_BATCH_SIZE`); 0 if another sweep holds the lock.
+    """
     settings = state.settings
     if older_than is None:
         older_than = settings.sweep_after
@@ -133,8 +164,15 @@ def sweep(state: AppState, older_than: int | None, hold_lock: int) -> int:
 
 
 def status(state: AppState) -> dict[str, t.Any]:
-    """Users counted by confirmation state, and the age of the oldest
-    pending request."""
+    """Count users by :attr:`~.ConfirmableMixin.confirmation_state`.
+
+    :return: ``{"none": n, "requested": n, "sent": n, "failed": n,
+        "confirmed": n, "oldest_pending": timedelta | None}``, where
+        ``none`` counts the users never asked to confirm (accounts older
+        than Flask-Confirm, say; see :meth:`.Confirm.mark_confirmed`), and
+        ``oldest_pending`` is the age of the oldest request not yet
+        accepted by the provider.
+    """
     model = state.user_model
     session = state.db.session
     filters = state_filters(model)
@@ -151,7 +189,9 @@ def status(state: AppState) -> dict[str, t.Any]:
 
 
 def failed(state: AppState, limit: int | None) -> list[t.Any]:
-    """The users whose confirmation failed for good, most recent first."""
+    """The users whose confirmation failed for good, most recent first;
+    ``confirmation_error`` says why.
+    """
     model = state.user_model
     query = (
         select(model)
@@ -163,7 +203,11 @@ def failed(state: AppState, limit: int | None) -> list[t.Any]:
 
 
 def retry_failed(state: AppState) -> int:
-    """Request again, and queue, every confirmation that failed for good."""
+    """Request again every confirmation that failed for good (after the
+    cause is fixed, say), and queue them.
+
+    :return: how many were queued again.
+    """
     model = state.user_model
     query = select(state.key.column).where(state_filters(model)["failed"])
     user_ids = [carried_id(v) for v in state.db.session.scalars(query)]
@@ -175,11 +219,29 @@ def retry_failed(state: AppState) -> int:
 def mark_confirmed(
     state: AppState, user_ids: list[UserId] | None, chunk_size: int = 1000
 ) -> int:
-    """Set ``email_confirmed_at`` on the unconfirmed users of ``user_ids``,
-    or, with ``None``, on every user never asked to confirm (state
-    ``none``): one ``UPDATE`` and commit per ``chunk_size`` users, each
-    ``UPDATE`` repeating its condition so that a user asked to confirm
-    meanwhile is left alone. How many were marked."""
+    """Record addresses as confirmed without a link: the backfill for an
+    app that adds Flask-Confirm to users it already has and trusts.
+
+    After the migration that adds the mixin's columns every existing user
+    is in state ``none``: :func:`.confirmed_required` turns them away,
+    password reset mails them nothing, and nothing will ever mail them a
+    link. ``existing=True`` marks every such user confirmed (or call
+    :meth:`.Confirm.resend_all` to ask them all to confirm instead). Users who were
+    asked to confirm and have not (states ``requested``, ``sent``,
+    ``failed``) are never touched by it.
+
+    Works on the database directly, 1,000 users per ``UPDATE`` and commit,
+    so a large table is fine. No :data:`.email_confirmed` signal is sent:
+    nobody confirmed anything, and a receiver that welcomes new users
+    must not mail every existing one.
+
+    :param users: mark these users (those already confirmed are left as
+        they are). Give either this or ``existing=True``.
+    :param existing: mark every user in state ``none``: never asked to
+        confirm, no email change pending.
+    :return: how many users were marked.
+    :raises ValueError: neither or both of ``users`` and ``existing``.
+    """
     model = state.user_model
     session = state.db.session
     key_column = state.key.column
