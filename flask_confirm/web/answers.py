@@ -8,6 +8,7 @@ through these helpers only, so the two always say the same. Internal.
 
 from __future__ import annotations
 
+import functools
 import typing as t
 from urllib.parse import urlsplit
 
@@ -15,13 +16,19 @@ from flask import current_app
 from flask import request
 
 from ..errors import TokenExpired
+from ..errors import TokenInvalid
 from ..i18n import gettext
 from ..i18n import N_
 from ..i18n import render
+from ..state import get_state
 
 if t.TYPE_CHECKING:
     from flask import Blueprint
     from flask.typing import ResponseReturnValue
+
+    from ..state import AppState
+
+_Opened = t.TypeVar("_Opened")
 
 #: The ``error`` code of a JSON answer for each status Flask or Werkzeug may
 #: answer before a view runs.
@@ -70,6 +77,34 @@ def token_error(template: str, error: Exception) -> ResponseReturnValue:
         code = "token_expired" if expired else "token_invalid"
         return {"error": code, "message": message}, 400
     return render(template, state="expired" if expired else "invalid"), 400
+
+
+def link_view(
+    template: str, load: t.Callable[[AppState, str], _Opened]
+) -> t.Callable[
+    [t.Callable[[AppState, _Opened], ResponseReturnValue]],
+    t.Callable[[str], ResponseReturnValue],
+]:
+    """Make a view of the page a mailed link opens: ``load(state, token)``
+    finds what the token names (its user), and the view gets the app's state
+    and that; an expired or bad token is answered by :func:`token_error`
+    before the view runs."""
+
+    def decorate(
+        view: t.Callable[[AppState, _Opened], ResponseReturnValue],
+    ) -> t.Callable[[str], ResponseReturnValue]:
+        @functools.wraps(view)
+        def open_link(token: str) -> ResponseReturnValue:
+            state = get_state()
+            try:
+                opened = load(state, token)
+            except (TokenExpired, TokenInvalid) as e:
+                return token_error(template, e)
+            return view(state, opened)
+
+        return open_link
+
+    return decorate
 
 
 def pending(

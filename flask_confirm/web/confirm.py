@@ -14,17 +14,14 @@ from flask import request
 from .. import links
 from .. import store
 from ..errors import EmailInUse
-from ..errors import TokenExpired
-from ..errors import TokenInvalid
 from ..i18n import gettext
 from ..i18n import N_
 from ..i18n import render
-from ..state import get_state
 from .answers import BadInput
+from .answers import link_view
 from .answers import pending
 from .answers import refuse
 from .answers import safe_next
-from .answers import token_error
 from .answers import wants_json
 
 if t.TYPE_CHECKING:
@@ -32,6 +29,7 @@ if t.TYPE_CHECKING:
     from flask.typing import ResponseReturnValue
 
     from ..config import Settings
+    from ..state import AppState
 
 # Marked with N_ for pybabel, translated with gettext where they are shown.
 CONFIRMED_MESSAGE = N_("Your email address is confirmed. Thank you!")
@@ -41,8 +39,13 @@ EMAIL_CHANGED_MESSAGE = N_("Your new email address is confirmed and now in use."
 def register(bp: Blueprint, settings: Settings) -> None:
     """Add the confirmation route to ``bp``."""
 
+    template = "flask_confirm/confirm.html"
+
     @bp.route("/<token>", methods=["GET", "POST"])
-    def confirm_email(token: str) -> ResponseReturnValue:
+    @link_view(template, links.resolve)
+    def confirm_email(
+        state: AppState, opened: tuple[t.Any, str]
+    ) -> ResponseReturnValue:
         """Show the address and a Confirm button (GET); confirm it (POST).
 
         GET changes nothing, since mail scanners open every link in a message;
@@ -51,12 +54,7 @@ def register(bp: Blueprint, settings: Settings) -> None:
         else to :data:`CONFIRM_REDIRECT_URL`. A link mailed for an email change
         makes the new address the user's.
         """
-        template = "flask_confirm/confirm.html"
-        state = get_state()
-        try:
-            user, address = links.resolve(state, token)
-        except (TokenExpired, TokenInvalid) as e:
-            return token_error(template, e)
+        user, address = opened
         change = address == user.pending_email
 
         if request.method == "POST" or (request.method == "GET" and settings.on_get):

@@ -12,13 +12,12 @@ from flask import url_for
 
 from .. import links
 from .. import store
-from ..errors import TokenExpired
 from ..errors import TokenInvalid
 from ..i18n import gettext
 from ..i18n import N_
 from ..i18n import render
 from ..models import email_of
-from ..state import get_state
+from .answers import link_view
 from .answers import pending
 from .answers import token_error
 from .answers import wants_json
@@ -28,6 +27,7 @@ if t.TYPE_CHECKING:
     from flask.typing import ResponseReturnValue
 
     from ..config import Settings
+    from ..state import AppState
 
 CHANGE_CANCELLED_MESSAGE = N_(
     "The change of address is cancelled: your account keeps its address."
@@ -37,18 +37,15 @@ CHANGE_CANCELLED_MESSAGE = N_(
 def register(bp: Blueprint, settings: Settings) -> None:
     """Add the cancel route to ``bp``."""
 
+    template = "flask_confirm/cancel_change.html"
+
     @bp.route("/cancel/<token>", methods=["GET", "POST"])
-    def cancel_change(token: str) -> ResponseReturnValue:
+    @link_view(template, links.load_cancel_user)
+    def cancel_change(state: AppState, user: t.Any) -> ResponseReturnValue:
         """The "this wasn't me" link of an email change notice: show the
         change and a Cancel button (GET, which mail scanners open, changes
         nothing); cancel it (POST). The link cancels the one request its
         notice was about."""
-        template = "flask_confirm/cancel_change.html"
-        state = get_state()
-        try:
-            user = links.load_cancel_user(state, token)
-        except (TokenExpired, TokenInvalid) as e:
-            return token_error(template, e)
         address = email_of(user, settings.email_attribute)
         new_email = user.pending_email
         if request.method != "POST":

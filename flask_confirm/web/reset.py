@@ -16,15 +16,14 @@ from flask import url_for
 from .. import links
 from .. import outbox
 from .. import store
-from ..errors import TokenExpired
 from ..errors import TokenInvalid
 from ..i18n import gettext
 from ..i18n import N_
 from ..i18n import ngettext
 from ..models import email_of
-from ..state import get_state
 from .answers import BadInput
 from .answers import field
+from .answers import link_view
 from .answers import pending
 from .answers import refuse
 from .answers import token_error
@@ -69,17 +68,14 @@ def register(bp: Blueprint, settings: Settings) -> None:
             send,
         )
 
+    template = "flask_confirm/reset.html"
+
     @bp.route("/reset/<token>", methods=["GET", "POST"])
-    def reset_password(token: str) -> ResponseReturnValue:
+    @link_view(template, links.load_reset_user)
+    def reset_password(state: AppState, user: t.Any) -> ResponseReturnValue:
         """Show the new-password form (GET); set the password (POST
         ``password`` and ``password_confirm``). The link works once: it
         is bound to the password it replaces."""
-        template = "flask_confirm/reset.html"
-        state = get_state()
-        try:
-            user = links.load_reset_user(state, token)
-        except (TokenExpired, TokenInvalid) as e:
-            return token_error(template, e)
         address = email_of(user, settings.email_attribute)
         if request.method != "POST":
             return pending(template, {"email": address})
