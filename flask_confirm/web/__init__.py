@@ -7,8 +7,8 @@
 - :mod:`.answers`: HTML and JSON answers, fields, CSRF; :mod:`.clients`: the
   client's network and its limits.
 
-The views call the services (:mod:`..links`, :mod:`..store`,
-:mod:`..outbox`) with the app's state, never the :class:`.Confirm` object.
+The views call the services (:mod:`.links`, :mod:`.store`,
+:mod:`.outbox`) with the app's state, never the :class:`.Confirm` object.
 Internal.
 """
 
