@@ -601,6 +601,31 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
+@pytest.fixture()
+def db_app(make_app: AppFactory, database_url: str) -> Flask:
+    return make_app(SQLALCHEMY_DATABASE_URI=database_url)
+
+
+@pytest.fixture()
+def db_client(db_app: Flask) -> FlaskClient:
+    return db_app.test_client()
+
+
+@pytest.fixture()
+def reset_app(make_app: AppFactory) -> Flask:
+    return make_app(CONFIRM_PASSWORD_RESET=True)
+
+
+@pytest.fixture()
+def async_config(app_config: dict[str, t.Any], tmp_path: t.Any) -> dict[str, t.Any]:
+    app_config.update(
+        CONFIRM_ASYNC=True,
+        CONFIRM_RETRY_INTERVALS=[0],
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'tasks.sqlite'}",
+    )
+    return app_config
+
+
 @contextlib.contextmanager
 def serving(app: Flask, port: int = 0) -> cabc.Iterator[str]:
     """Serve ``app`` over real HTTP on ``port`` (by default a free one), in a

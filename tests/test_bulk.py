@@ -7,12 +7,14 @@ import datetime as dt
 import typing as t
 
 import pytest
+import redis
 from flask import Flask
 
 from conftest import AppFactory
 from flask_confirm import signals
 from flask_confirm.models import utcnow
 from flask_confirm.outbox.bulk import mark_confirmed
+from testapp import time_ago
 
 
 def models(app: Flask) -> dict[str, t.Any]:
@@ -144,3 +146,34 @@ def test_mark_confirmed_works_in_chunks(
             event.remove(engine, "before_cursor_execute", record)
         assert len(statements) == 3  # 3 + 3 + 1
         assert {u.confirmation_state for u in User.query} == {"confirmed"}
+
+
+def test_status_counts_each_state(app: Flask) -> None:
+    confirm = app.extensions["confirm"]
+    with app.app_context():
+        db, User = models(app)["db"], models(app)["User"]
+        db.session.add_all(User(email=f"u{i}@example.org") for i in range(4))
+        db.session.commit()
+        users = User.query.order_by(User.id).all()
+        confirm.send_confirmation(users[0])  # sent (memory sender, inline)
+        confirm.send_confirmation(users[1])
+        confirm.confirm_user(users[1])  # confirmed
+        users[2].confirmation_requested_at = time_ago(60)  # requested, unsent
+        db.session.commit()
+        status = confirm.status()
+    assert {k: status[k] for k in ("requested", "sent", "failed", "confirmed")} == {
+        "requested": 1,
+        "sent": 1,
+        "failed": 0,
+        "confirmed": 1,
+    }
+    assert 59 <= status["oldest_pending"].total_seconds() < 120
+
+
+def test_sweep_is_exclusive(app: Flask, redis_client: redis.Redis) -> None:
+    confirm = app.extensions["confirm"]
+    with app.app_context():
+        assert confirm.sweep(0, hold_lock=30) == 0
+        assert redis_client.ttl("flask-confirm:sweep:confirm") > 20
+        assert confirm.sweep(0) == 0  # another sweep holds the lock
+        redis_client.delete("flask-confirm:sweep:confirm")

@@ -25,9 +25,12 @@ from flask_confirm.mail.messages import duration_words
 from flask_confirm.web import confirm as confirm_flow
 from flask_confirm.web import resend as resend_flow
 from flask_confirm.web import reset as reset_flow
+from testapp import outbox
+from testapp import register
 
 if t.TYPE_CHECKING:
     from flask import Flask
+    from flask.testing import FlaskClient
 
     from flask_confirm import EmailMessage
 
@@ -313,3 +316,12 @@ def test_catalogue_with_too_few_plural_forms_gives_whole_sentences(
     message = render_all(app)["confirm"]
     assert sentence in message.text
     assert f"valable {max_age // 3600} hours" not in message.text
+
+
+def test_mail_is_addressed_to_the_user(app: Flask, client: FlaskClient) -> None:
+    register(client, "ada@example.org")
+    (mail,) = outbox(app)
+    assert mail.to == "ada@example.org"
+    assert mail.sender == "no-reply@example.test"
+    assert mail.subject == "Confirm your email address"
+    assert "24 hours" in mail.text

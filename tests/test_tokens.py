@@ -106,11 +106,6 @@ def flip(token: str, index: int) -> str:
     return token[:index] + new + token[index + 1 :]
 
 
-@pytest.fixture()
-def db_app(make_app: AppFactory, database_url: str) -> Flask:
-    return make_app(SQLALCHEMY_DATABASE_URI=database_url)
-
-
 # -- address_digest -----------------------------------------------------------
 
 

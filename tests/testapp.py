@@ -4,13 +4,21 @@ subprocesses alike.
 A worker is a separate process, so it cannot be handed the test's app object:
 it builds its own from the same factory, with the configuration the test
 passed through the ``FLASK_CONFIRM_TEST_CONFIG`` environment variable (JSON).
+
+Below the app, the plain helpers that several test modules share: driving
+the app through its test client, reading its users and its outbox.
 """
 
 from __future__ import annotations
 
+import collections
+import collections.abc as cabc
+import contextlib
 import json
 import os
+import re
 import secrets
+import subprocess
 import time
 import typing as t
 import uuid
@@ -21,6 +29,7 @@ import sqlalchemy as sa
 from flask import abort
 from flask import current_app
 from flask import Flask
+from flask import get_flashed_messages
 from flask import has_app_context
 from flask import request
 from flask_login import current_user
@@ -36,6 +45,14 @@ from flask_confirm import Confirm
 from flask_confirm import ConfirmableMixin
 from flask_confirm import EmailInUse
 from flask_confirm import InvalidEmail
+from flask_confirm.web.resend import RESEND_MESSAGE
+
+if t.TYPE_CHECKING:
+    from flask.testing import FlaskClient
+    from werkzeug.test import TestResponse
+
+    from conftest import SMTPServer
+    from flask_confirm import EmailMessage
 
 CONFIG_ENV = "FLASK_CONFIRM_TEST_CONFIG"
 #: A config key of the tests' own: ``{"url": ...}`` or ``{"sentinels":
@@ -216,3 +233,202 @@ def app_task(value: int, sleep: float = 0) -> dict[str, t.Any]:
         "app_context": has_app_context(),
         "queue": current_app.config["CONFIRM_QUEUE"] if has_app_context() else None,
     }
+
+
+# -- helpers the test modules share ------------------------------------------
+
+
+EXTERNAL = "https://app.example.test"
+
+
+LINK = re.compile(r"https?://[^\s\"'<>]+")
+
+
+def models(app: Flask) -> dict[str, t.Any]:
+    return t.cast("dict[str, t.Any]", app.extensions["test_models"])
+
+
+def outbox(app: Flask) -> list[EmailMessage]:
+    with app.app_context():
+        return list(app.extensions["confirm"].sender.outbox)
+
+
+def link_in(message: EmailMessage) -> str:
+    (link,) = set(LINK.findall(message.text))
+    assert link in message.html
+    return link
+
+
+def path_of(link: str, base: str = EXTERNAL) -> str:
+    assert link.startswith(base + "/"), link
+    return link.removeprefix(base)
+
+
+def register(client: FlaskClient, email: str, **kwargs: t.Any) -> int:
+    response = client.post("/register", data={"email": email}, **kwargs)
+    assert response.status_code == 201, response.data
+    assert response.json is not None
+    return t.cast("int", response.json["id"])
+
+
+def register_for_link(app: Flask, client: FlaskClient, email: str) -> tuple[int, str]:
+    """Register ``email``; return the user id and the path of the mailed link."""
+    before = len(outbox(app))
+    user_id = register(client, email)
+    mails = outbox(app)
+    assert len(mails) == before + 1
+    assert mails[-1].to == email
+    return user_id, path_of(link_in(mails[-1]))
+
+
+def get_user(app: Flask, user_id: int) -> t.Any:
+    m = models(app)
+    with app.app_context():
+        user = m["db"].session.get(m["User"], user_id)
+        if user is not None:
+            m["db"].session.expunge(user)
+        return user
+
+
+def set_email(app: Flask, user_id: int, email: str) -> None:
+    m = models(app)
+    with app.app_context():
+        m["db"].session.get(m["User"], user_id).email = email
+        m["db"].session.commit()
+
+
+def flashes(client: FlaskClient) -> list[tuple[str, str]]:
+    """The messages flashed and not yet shown."""
+    with client.session_transaction() as session:
+        return [tuple(f) for f in session.get("_flashes", [])]  # type: ignore[misc]
+
+
+def take_flashes(client: FlaskClient) -> list[tuple[str, str]]:
+    """Like :func:`flashes`, and removes them, as a page showing them would."""
+    with client.session_transaction() as session:
+        return [tuple(f) for f in session.pop("_flashes", [])]  # type: ignore[misc]
+
+
+def add_flash_page(app: Flask, rule: str) -> None:
+    """A page at ``rule`` that shows the flashed messages, as JSON."""
+
+    def show_flashes() -> dict[str, t.Any]:
+        return {"page": rule, "flashes": get_flashed_messages(with_categories=True)}
+
+    app.add_url_rule(rule, f"flashes{rule}", show_flashes)
+
+
+def text(response: TestResponse) -> str:
+    return response.get_data(as_text=True)
+
+
+class Recorder:
+    """Receives ``email_confirmed`` for one app."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[t.Any, int, dict[str, t.Any]]] = []
+
+    def __call__(self, sender: t.Any, user: t.Any, **extra: t.Any) -> None:
+        assert user.email_confirmed_at is not None
+        self.calls.append((sender, user.id, extra))
+
+
+def resend(client: FlaskClient, email: str, **kwargs: t.Any) -> TestResponse:
+    return client.post("/confirm/resend", data={"email": email}, **kwargs)
+
+
+def assert_resend_page(response: TestResponse) -> None:
+    """The one answer resend gives to a well-formed address."""
+    assert response.status_code == 200, text(response)
+    assert response.location is None
+    assert response.mimetype == "text/html"
+    body = text(response)
+    assert f'<p role="status">{RESEND_MESSAGE}</p>' in body
+    assert 'role="alert"' not in body
+    assert "<form" in body  # another address can be entered at once
+    assert "Set-Cookie" not in response.headers
+
+
+JSON = {"Accept": "application/json"}
+
+
+def change_email(app: Flask, client: FlaskClient, user_id: int, email: str) -> None:
+    response = client.post("/change-email", data={"id": user_id, "email": email})
+    assert response.status_code == 200, response.data
+
+
+def confirmed_user(app: Flask, client: FlaskClient, email: str, password: str) -> int:
+    user_id, path = register_for_link(app, client, email)
+    client.post(path)
+    m = models(app)
+    with app.app_context():
+        user = m["db"].session.get(m["User"], user_id)
+        user.set_password(password)
+        m["db"].session.commit()
+    return user_id
+
+
+def notice_cancel_path(app: Flask) -> str:
+    """The cancel link of the last change notice mailed."""
+    (notice,) = [
+        m for m in outbox(app) if m.subject == "Your email address is being changed"
+    ][-1:]
+    path = path_of(link_in(notice))
+    assert path.startswith("/confirm/cancel/")
+    return path
+
+
+def add_user(app: Flask, email: str = "ada@example.org") -> t.Any:
+    db, User = models(app)["db"], models(app)["User"]
+    user = User(email=email)
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+@contextlib.contextmanager
+def captured(signal: t.Any, app: Flask) -> cabc.Iterator[list[dict[str, t.Any]]]:
+    calls: list[dict[str, t.Any]] = []
+
+    def receiver(sender: Flask, **kwargs: t.Any) -> None:
+        # The user belongs to the job's session, which ends with the job: read
+        # what the test needs while the receiver runs, as a real receiver would.
+        calls.append({"sender": sender, "user_id": kwargs["user"].id, **kwargs})
+
+    with signal.connected_to(receiver, sender=app):
+        yield calls
+
+
+Run = t.Callable[..., subprocess.CompletedProcess[str]]
+
+
+def register_users(app: Flask, *emails: str) -> list[t.Any]:
+    client = app.test_client()
+    ids = []
+    for email in emails:
+        response = client.post("/register", data={"email": email})
+        assert response.status_code == 201, response.data
+        assert response.json is not None
+        ids.append(response.json["id"])
+    return ids
+
+
+def user_state(app: Flask, user_id: t.Any) -> t.Any:
+    with app.app_context():
+        user = models(app)["db"].session.get(models(app)["User"], user_id)
+        return user.confirmation_state, user.confirmation_error
+
+
+def recipients(server: SMTPServer) -> collections.Counter[str]:
+    return collections.Counter(str(m["To"]) for m in server.messages)
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def time_ago(seconds: float) -> t.Any:
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds)
