@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from rq import get_current_job
 from sqlalchemy import select
 
+from . import pauses
 from . import signals
 from .faults import ConfirmationBusy
 from .faults import describe
@@ -29,6 +30,7 @@ from .faults import is_permanent
 from .faults import is_throttling
 from .faults import redact
 from .faults import redacted
+from .faults import SendingPaused
 from .faults import TransientSendError
 from .mail import kinds
 from .mail.mime import check_recipient
@@ -159,6 +161,10 @@ def send_reset(state: AppState, user_id: UserId) -> str | None:
         return None
     try:
         message_id = _send_within_rate(state, message)
+    except SendingPaused as e:
+        # Nothing is stored for a reset: the user asks again.
+        logger.warning("Password reset for user %r not sent: %s", user_id, e)
+        return None
     except Exception as e:
         job = get_current_job()
         if is_permanent(e) and job is not None:
@@ -245,7 +251,7 @@ def _send_within_rate(state: AppState, message: EmailMessage) -> str | None:
     check_recipient(message.to)
     window = state.settings.send_rate
     if window is None or not state.settings.is_async:
-        return state.sender.send(message)
+        return pauses.send(state, message)
     limiter, scope = state.limiter, "send"
     queue = state.settings.queue
     for attempt in range(1, THROTTLE_ATTEMPTS + 1):
@@ -253,7 +259,7 @@ def _send_within_rate(state: AppState, message: EmailMessage) -> str | None:
         while (wait := limiter.hit(scope, queue, [window], member)) > 0:
             time.sleep(wait)
         try:
-            return state.sender.send(message)
+            return pauses.send(state, message)
         except Exception as e:
             if not is_throttling(e) or attempt == THROTTLE_ATTEMPTS:
                 raise
@@ -340,6 +346,13 @@ def _send(
         _send_change_notice(state, user)
     try:
         message_id = _send_within_rate(state, message)
+    except SendingPaused as e:
+        # The account, not this user: the confirmation stays owed (state
+        # "requested"), no retry is spent, and the sweeper queues it again.
+        user.confirmation_error = f"paused: {e}"
+        db.session.commit()
+        logger.info("Confirmation for user %r deferred: %s", user_id, e)
+        return None
     except Exception as e:
         # No rollback: in a batch, the session holds sends not yet recorded.
         permanent = is_permanent(e)

@@ -104,6 +104,20 @@ password_reset = _signals.signal(
     """,
 )
 
+sending_paused = _signals.signal(
+    "sending-paused",
+    doc="""Sent when the provider refused the sending account itself (SES:
+    ``AccountSuspendedException``, ``SendingPausedException``,
+    ``MailFromDomainNotVerifiedException``) and every worker stops sending
+    for :data:`CONFIRM_SENDING_PAUSE` seconds. Nobody's confirmation fails
+    for it: what was owed stays owed, and the sweeper queues it again.
+
+    :param reason: the provider's error code.
+    :param until: when sending resumes (an aware UTC datetime).
+    :param error: the sender's exception.
+    """,
+)
+
 __all__ = [
     "confirmation_failed",
     "confirmation_requested",
@@ -113,4 +127,5 @@ __all__ = [
     "email_confirmed",
     "password_reset",
     "password_reset_requested",
+    "sending_paused",
 ]

@@ -58,6 +58,12 @@ class Settings:
     subdomain: str | None
     on_get: bool
     ses_region: str | None
+    #: The SES configuration set every message names (its event
+    #: destinations publish bounces and complaints); ``None``: none.
+    ses_configuration_set: str | None
+    #: Seconds every worker stops sending after the provider refused the
+    #: account itself (suspended, paused, MAIL FROM domain unverified).
+    sending_pause: int
     #: A PEM file of the CA certificates to trust for the SMTP server's TLS
     #: certificate; ``None``: the system's.
     smtp_ca_file: str | None
@@ -158,6 +164,8 @@ def load(app: Flask) -> Settings:
         subdomain=_subdomain(app, config[Keys.SUBDOMAIN]),
         on_get=bool(config[Keys.ON_GET]),
         ses_region=config[Keys.SES_REGION] or None,
+        ses_configuration_set=_optional_str(config, Keys.SES_CONFIGURATION_SET),
+        sending_pause=_require_positive_int(config, Keys.SENDING_PAUSE),
         smtp_ca_file=_ca_file(config[Keys.SMTP_CA_FILE]),
         smtp_verify_tls=_require_bool(config, Keys.SMTP_VERIFY_TLS),
         smtp_timeout=_require_positive_int(config, Keys.SMTP_TIMEOUT),

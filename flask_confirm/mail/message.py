@@ -26,3 +26,7 @@ class EmailMessage:
     text: str
     #: The HTML part.
     html: str
+    #: Which mail this is, one of :data:`.config.MESSAGE_KINDS` (``None`` for
+    #: a message made by hand): SES tags it with this, so that its events
+    #: say which kind bounced.
+    kind: str | None = None

@@ -70,6 +70,7 @@ def compose(
             subject=gettext(fields.get("subject", default)),
             text=render(f"flask_confirm/mail/{kind}.txt", **context),
             html=render(f"flask_confirm/mail/{kind}.html", **context),
+            kind=kind,
         )
 
 
