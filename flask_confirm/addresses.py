@@ -13,6 +13,7 @@ refused, since no mail reaches them.
 
 from __future__ import annotations
 
+import typing as t
 import unicodedata
 
 import email_validator
@@ -28,6 +29,7 @@ NOT_AN_ADDRESS = N_("That does not look like an email address.")
 TOO_LONG = N_("That email address is too long.")
 BAD_DOMAIN = N_("The domain of that address is not valid.")
 EMPTY = N_("Please enter your email address.")
+UNDELIVERABLE = N_("The domain of that address does not accept mail.")
 
 
 class InvalidEmail(ConfirmError, ValueError):
@@ -67,6 +69,27 @@ def normalize_email(raw: str) -> str:
     except email_validator.EmailNotValidError:
         raise InvalidEmail(_message(email)) from None
     return str(valid.normalized)
+
+
+def check_deliverable(email: str, resolver: t.Any) -> None:
+    """Check that the domain of ``email`` (normalised) accepts mail: it has
+    an MX record that is not a null MX (RFC 7505), or, lacking one, a
+    global address, as ``email-validator`` checks it, through ``resolver``
+    (a dnspython resolver with a cache, so a domain costs one lookup).
+
+    A lookup that times out or finds no server says nothing, and passes:
+    only a definite answer refuses an address.
+
+    :raises InvalidEmail: the domain does not exist or accepts no mail.
+    """
+    try:
+        email_validator.validate_email(
+            email, check_deliverability=True, dns_resolver=resolver
+        )
+    except email_validator.EmailUndeliverableError:
+        raise InvalidEmail(UNDELIVERABLE) from None
+    except email_validator.EmailNotValidError:
+        raise InvalidEmail(_message(email)) from None
 
 
 def lookup_keys(email: str) -> list[str]:

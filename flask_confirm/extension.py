@@ -21,6 +21,7 @@ from .models import primary_key
 from .outbox import bulk
 from .state import get_state
 from .state import Hooks
+from .suggestions import suggest
 from .wiring import set_up
 
 if t.TYPE_CHECKING:
@@ -380,6 +381,12 @@ class Confirm(t.Generic[UserT]):
         (:func:`.addresses.lookup_keys`); among twins, a confirmed one first,
         then the earliest confirmed, then the lowest primary key."""
         return t.cast("UserT | None", store.find_user(get_state(), email))
+
+    def suggest(self, address: str) -> str | None:
+        """``address`` with its domain replaced by the common consumer domain
+        it is most likely a typo of (``ada@gmial.com``: ``ada@gmail.com``),
+        or ``None``: "did you mean ...?", as the resend form asks."""
+        return suggest(address)
 
     def login_id(self, user: UserT) -> str:
         """The id Flask-Login keeps for ``user`` while

@@ -20,6 +20,8 @@ import weakref
 
 from flask import current_app
 
+from .addresses import check_deliverable
+
 if t.TYPE_CHECKING:
     from flask import Flask
     from flask_sqlalchemy import SQLAlchemy
@@ -86,6 +88,18 @@ class AppState:
     #: :data:`CONFIRM_BIND_SESSIONS` is off.
     login_binding: Binding | None
     hooks: Hooks = dataclasses.field(default_factory=Hooks)
+    #: The caching DNS resolver of :data:`CONFIRM_CHECK_DELIVERABILITY`;
+    #: ``None`` when it is off.
+    resolver: t.Any = None
+
+    def check_deliverable(self, email: str) -> None:
+        """With :data:`CONFIRM_CHECK_DELIVERABILITY`, refuse ``email`` if its
+        domain accepts no mail (:func:`.addresses.check_deliverable`).
+
+        :raises InvalidEmail: it does not.
+        """
+        if self.resolver is not None:
+            check_deliverable(email, self.resolver)
 
     def locale_for(self, user: t.Any) -> str | None:
         """The locale of ``user``'s mails, from the app's ``mail_locale``

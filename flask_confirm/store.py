@@ -96,6 +96,14 @@ def record_request(state: AppState, user: t.Any) -> None:
     state.db.session.commit()
 
 
+def record_failure(state: AppState, user: t.Any, reason: str) -> None:
+    """Record that ``user``'s confirmation failed for good, and why, and
+    commit."""
+    user.confirmation_error = reason
+    user.confirmation_failed_at = utcnow()
+    state.db.session.commit()
+
+
 def update_user(
     state: AppState,
     user: t.Any,

@@ -138,6 +138,7 @@ def set_up(
         ),
         login_binding=login_binding,
         hooks=hooks,
+        resolver=_resolver() if settings.check_deliverability else None,
     )
     register(app, state)
     app.extensions["confirm"] = extension
@@ -161,6 +162,15 @@ def _register_entry_points(app: Flask, state: AppState) -> None:
         from .dashboard import mount_dashboard
 
         mount_dashboard(app, state)
+
+
+def _resolver() -> t.Any:
+    """A DNS resolver with a cache and a short timeout, for the MX lookups
+    of :data:`CONFIRM_CHECK_DELIVERABILITY`: a domain is looked up once, and
+    a slow DNS costs a request seconds at most."""
+    import email_validator
+
+    return email_validator.caching_resolver(timeout=3)
 
 
 def _as_bytes(value: str | bytes) -> bytes:

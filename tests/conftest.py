@@ -761,3 +761,78 @@ def new_context(
     yield make
     for context in contexts:
         context.close()
+
+
+# -- DNS ----------------------------------------------------------------------
+
+
+class DNSServer:
+    """A DNS server on 127.0.0.1 that answers from :attr:`records`, for the
+    MX lookups of ``CONFIRM_CHECK_DELIVERABILITY`` (there is no network here):
+    ``{(name, type): [rdata, ...]}``; a name with no record at all is
+    NXDOMAIN, one in :attr:`silent` gets no answer (a timeout)."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.records: dict[tuple[str, str], list[str]] = {}
+        self.silent: set[str] = set()
+        self.queries: list[tuple[str, str]] = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import dns.message
+        import dns.rcode
+        import dns.rdatatype
+        import dns.rrset
+
+        while True:
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            query = dns.message.from_wire(data)
+            question = query.question[0]
+            name = question.name.to_text().rstrip(".").lower()
+            rdtype = dns.rdatatype.to_text(question.rdtype)
+            self.queries.append((name, rdtype))
+            if name in self.silent:
+                continue
+            response = dns.message.make_response(query)
+            if not any(known == name for known, _ in self.records):
+                response.set_rcode(dns.rcode.NXDOMAIN)
+            elif rdatas := self.records.get((name, rdtype)):
+                response.answer.append(
+                    dns.rrset.from_text(question.name, 300, "IN", rdtype, *rdatas)
+                )
+            self.sock.sendto(response.to_wire(), peer)
+
+    def resolver(self) -> t.Any:
+        """A caching resolver that asks this server only, as
+        ``email_validator.caching_resolver`` makes them."""
+        import dns.resolver
+        import email_validator
+
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers = ["127.0.0.1"]
+        resolver.port = self.port
+        return email_validator.caching_resolver(timeout=1, dns_resolver=resolver)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture()
+def dns_server() -> cabc.Iterator[DNSServer]:
+    server = DNSServer()
+    server.records = {
+        ("example.org", "MX"): ["10 mx.example.org."],
+        ("mx.example.org", "A"): ["192.0.2.10"],
+        ("nomail.example.com", "MX"): ["0 ."],  # RFC 7505: accepts no mail
+    }
+    yield server
+    server.close()

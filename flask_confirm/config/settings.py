@@ -96,6 +96,8 @@ class Settings:
     password_min_length: int
     #: The user model's attribute that holds the address.
     email_attribute: str
+    #: Whether a typed address's domain must accept mail (an MX lookup).
+    check_deliverability: bool
     #: Whether Flask-Login sessions and remember-me cookies are bound to the
     #: user's address and password hash (see :mod:`.logins`).
     bind_sessions: bool
@@ -193,5 +195,6 @@ def load(app: Flask) -> Settings:
         password_hash_attribute=_require_str(config, Keys.PASSWORD_HASH_ATTRIBUTE),
         password_min_length=_require_int(config, Keys.PASSWORD_MIN_LENGTH, minimum=1),
         email_attribute=_require_str(config, Keys.EMAIL_ATTRIBUTE),
+        check_deliverability=_require_bool(config, Keys.CHECK_DELIVERABILITY),
         bind_sessions=_require_bool(config, Keys.BIND_SESSIONS),
     )
