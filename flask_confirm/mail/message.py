@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
+#: The provider tag that names a message's :attr:`EmailMessage.kind` (the
+#: ``ses`` sender tags every message with it; SES's events give it back).
+KIND_TAG = "flask-confirm-kind"
+
 
 @dataclasses.dataclass(frozen=True)
 class EmailMessage:

@@ -7,6 +7,7 @@ import typing as t
 from ..config import Keys
 from ..errors import ConfigError
 from ..mail.message import EmailMessage
+from ..mail.message import KIND_TAG
 from ..mail.mime import ascii_address
 
 if t.TYPE_CHECKING:
@@ -19,9 +20,6 @@ AUTOMATIC_HEADERS = (
     ("Auto-Submitted", "auto-generated"),
     ("X-Auto-Response-Suppress", "All"),
 )
-
-#: The SES message tag that names the kind of mail.
-KIND_TAG = "flask-confirm-kind"
 
 
 class SESSender:
