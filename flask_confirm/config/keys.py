@@ -49,6 +49,7 @@ class Keys:
     PASSWORD_MIN_LENGTH = "CONFIRM_PASSWORD_MIN_LENGTH"
     EMAIL_ATTRIBUTE = "CONFIRM_EMAIL_ATTRIBUTE"
     BIND_SESSIONS = "CONFIRM_BIND_SESSIONS"
+    SUPPRESSION_TABLE = "CONFIRM_SUPPRESSION_TABLE"
 
 
 #: Defaults put into ``app.config`` with ``setdefault``. ``CONFIRM_ASYNC`` and
@@ -95,6 +96,7 @@ DEFAULTS: dict[str, t.Any] = {
     Keys.PASSWORD_MIN_LENGTH: 8,
     Keys.EMAIL_ATTRIBUTE: "email",
     Keys.BIND_SESSIONS: True,
+    Keys.SUPPRESSION_TABLE: "confirm_suppressions",
 }
 
 #: The default :data:`CONFIRM_CONTENT_SECURITY_POLICY` when the pages extend
