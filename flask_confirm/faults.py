@@ -56,6 +56,10 @@ class AddressSuppressed(PermanentSendError):
         #: ``smtp_rejected`` or ``manual``.
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type[AddressSuppressed], tuple[str]]:
+        # Pickled (by a job queue, a process pool) with its reason, not its text.
+        return (type(self), (self.reason,))
+
 
 class TransientSendError(SendError):
     """Sending failed for now: retry later."""
