@@ -96,7 +96,8 @@ def send_batch(state: AppState, user_ids: list[UserId]) -> dict[str, int]:
                     transient += 1
                     continue
                 try:
-                    sent = _send(state, user_id, users.get(user_id), True, blocked)
+                    user = users.get(user_id)
+                    sent = _send(state, user_id, user, in_batch=True, blocked=blocked)
                 except Exception as e:
                     counts["failed"] += 1
                     if not is_permanent(e):
@@ -348,6 +349,7 @@ def _send(
     state: AppState,
     user_id: UserId,
     user: t.Any,
+    *,
     in_batch: bool,
     blocked: t.Mapping[str, str],
 ) -> tuple[t.Any, str | None] | None:
