@@ -122,6 +122,20 @@ def lookup_keys(email: str) -> list[str]:
     return sorted(keys)
 
 
+def canonical_email(email: str) -> str:
+    """The one spelling of ``email`` that a table keyed by address stores
+    (the suppression list): :func:`normalize_email`'s form (the domain in
+    Unicode, so the punycode spelling is the same address), lower-cased
+    throughout, as lookups compare addresses without regard to case. An
+    ``email`` that is not a valid address is stripped and lower-cased, so
+    that even a row the app stored badly has one key.
+    """
+    try:
+        return normalize_email(email).lower()
+    except InvalidEmail:
+        return email.strip().lower()
+
+
 def _ascii_lower(text: str) -> str:
     """``text`` lower-cased as SQLite's ``lower()`` does: ASCII only."""
     return text.translate(_ASCII_LOWER)

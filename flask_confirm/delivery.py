@@ -5,7 +5,10 @@ Each send re-reads the user's row under a per-user lock in Redis, so a job
 run twice (a retry after a crash, two workers, a sweep racing a slow worker)
 sends once; renders the mail with a fresh link (:mod:`.mail.kinds`); keeps
 to the shared send rate; and records the outcome on the row, permanent
-failures apart from transient ones (:mod:`.faults`). With
+failures apart from transient ones (:mod:`.faults`). Before any provider is
+called, the addresses a job would mail are looked up on the suppression list
+(:mod:`.suppression`), in one query per job; a suppressed one is a permanent
+failure, and an SMTP server refusing a recipient for good puts it there. With
 :data:`CONFIRM_ASYNC` false the outbox calls these inline. Internal.
 """
 
@@ -24,6 +27,8 @@ from sqlalchemy import select
 
 from . import pauses
 from . import signals
+from . import suppression
+from .faults import AddressSuppressed
 from .faults import ConfirmationBusy
 from .faults import describe
 from .faults import is_permanent
@@ -34,6 +39,7 @@ from .faults import SendingPaused
 from .faults import TransientSendError
 from .mail import kinds
 from .mail.mime import check_recipient
+from .models import email_of
 from .models import primary_key
 from .models import utcnow
 from .state import current_app_object
@@ -60,7 +66,8 @@ def send_one(state: AppState, user_id: UserId) -> str | None:
                 f"Another worker is sending the confirmation for user {user_id!r}."
             )
         user = _load_users(state, locked).get(user_id)
-        sent = _send(state, user_id, user, in_batch=False)
+        blocked = suppression.owed(state, [user])
+        sent = _send(state, user_id, user, in_batch=False, blocked=blocked)
         if sent is None:
             return None
         _record_sent(state, [sent])  # under the lock, as in a batch
@@ -79,6 +86,7 @@ def send_batch(state: AppState, user_ids: list[UserId]) -> dict[str, int]:
     transient = 0
     with _user_locks(state, user_ids) as locked:
         users = _load_users(state, locked)
+        blocked = suppression.owed(state, users.values())  # one query for all
         unrecorded: list[tuple[t.Any, str | None]] = []
         try:
             for user_id in user_ids:
@@ -90,7 +98,8 @@ def send_batch(state: AppState, user_ids: list[UserId]) -> dict[str, int]:
                     transient += 1
                     continue
                 try:
-                    sent = _send(state, user_id, users.get(user_id), in_batch=True)
+                    user = users.get(user_id)
+                    sent = _send(state, user_id, user, in_batch=True, blocked=blocked)
                 except Exception as e:
                     counts["failed"] += 1
                     if not is_permanent(e):
@@ -149,15 +158,23 @@ def _load_users(state: AppState, user_ids: t.Collection[UserId]) -> dict[UserId,
 
 def send_reset(state: AppState, user_id: UserId) -> str | None:
     """Mail a password reset link to the user with ``user_id``, if they are
-    still there and confirmed (see :func:`.tasks.send_reset_job`). The
-    provider's message id, or ``None`` when nothing was sent."""
+    still there and confirmed (see :func:`.tasks.send_reset_job`) and their
+    address is not suppressed. The provider's message id, or ``None`` when
+    nothing was sent."""
     user = state.db.session.get(state.user_model, state.key.value(user_id))
     message: EmailMessage | None = None
     if user is not None and user.email_confirmed and state.settings.password_reset:
         message = kinds.password_reset(state, user)
+    blocked = message is not None and suppression.is_suppressed(state, message.to)
     state.db.session.rollback()
     if message is None:
         logger.info("No password reset owed to user %r; nothing sent.", user_id)
+        return None
+    if blocked:
+        # Nothing to record: a reset keeps no state on the user.
+        logger.info(
+            "The address of user %r is suppressed; no password reset sent.", user_id
+        )
         return None
     try:
         message_id = _send_within_rate(state, message)
@@ -174,6 +191,7 @@ def send_reset(state: AppState, user_id: UserId) -> str | None:
             user_id,
             redact(describe(e), [message.to], _own(message)),
         )
+        suppression.learn_refusal(state, e, message.to, "password reset")
         raise redacted(e, [message.to], _own(message)) from None
     logger.info("Password reset for user %r sent (%s).", user_id, message_id)
     return message_id
@@ -270,12 +288,22 @@ def _send_within_rate(state: AppState, message: EmailMessage) -> str | None:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _send_change_notice(state: AppState, user: t.Any) -> None:
+def _send_change_notice(
+    state: AppState, user: t.Any, blocked: t.Mapping[str, str]
+) -> None:
     """Tell the current address that a change to ``pending_email`` was asked
     for: once per request, however often the link to the new address is
     retried or swept (:func:`_claim_notice`). Best effort: the old mailbox
     may well be gone, which must not hold up the change. A notice that
-    failed for now is tried again with the link's next attempt."""
+    failed for now is tried again with the link's next attempt; none goes
+    to a suppressed address (``blocked``, from :func:`.suppression.owed`)."""
+    if suppression.reason_of(blocked, email_of(user, state.settings.email_attribute)):
+        logger.info(
+            "The current address of user %r is suppressed; no email change"
+            " notice sent.",
+            primary_key(user),
+        )
+        return
     key = _claim_notice(state, user)
     if key is False:
         logger.info(
@@ -294,6 +322,7 @@ def _send_change_notice(state: AppState, user: t.Any) -> None:
             primary_key(user),
             redact(describe(e), [message.to], _own(message)),
         )
+        suppression.learn_refusal(state, e, message.to, "email change notice")
 
 
 def _claim_notice(state: AppState, user: t.Any) -> str | t.Literal[False] | None:
@@ -328,12 +357,16 @@ def _send(
     user: t.Any,
     *,
     in_batch: bool,
+    blocked: t.Mapping[str, str],
 ) -> tuple[t.Any, str | None] | None:
     """Send the confirmation owed to ``user`` (read by :func:`_load_users`;
     ``None`` if gone), if any. Returns ``(user, message_id)`` with
     ``confirmation_sent_at`` set but not committed (:func:`_record_sent` does
     that), or ``None`` if nothing was owed. A failure is recorded on the user
-    and raised; in a batch it leaves the job's retries to the others."""
+    and raised; in a batch it leaves the job's retries to the others. An
+    address in ``blocked`` (:func:`.suppression.owed`) fails for good as
+    :class:`.AddressSuppressed`, before any provider call: no link to it,
+    and no change notice either, since the change cannot be confirmed."""
     db = state.db
     if user is None or user.confirmation_state != "requested":
         logger.info("No confirmation owed to user %r; nothing sent.", user_id)
@@ -342,9 +375,12 @@ def _send(
 
     app = current_app_object()
     message = kinds.confirmation(state, user)
-    if user.pending_email is not None:
-        _send_change_notice(state, user)
+    reason = suppression.reason_of(blocked, message.to)
+    if reason is None and user.pending_email is not None:
+        _send_change_notice(state, user, blocked)
     try:
+        if reason is not None:
+            raise AddressSuppressed(reason)
         message_id = _send_within_rate(state, message)
     except SendingPaused as e:
         # The account, not this user: the confirmation stays owed (state
@@ -366,6 +402,7 @@ def _send(
         if permanent:
             user.confirmation_failed_at = utcnow()
         db.session.commit()
+        suppression.learn_refusal(state, e, message.to, "confirmation")
         logger.warning(
             "Sending the confirmation for user %r failed (%s, %s): %s",
             user_id,

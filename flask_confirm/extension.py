@@ -15,6 +15,7 @@ from . import links
 from . import logins
 from . import outbox
 from . import store
+from . import suppression
 from .mail import kinds
 from .models import ConfirmableMixin
 from .models import primary_key
@@ -387,6 +388,42 @@ class Confirm(t.Generic[UserT]):
         it is most likely a typo of (``ada@gmial.com``: ``ada@gmail.com``),
         or ``None``: "did you mean ...?", as the resend form asks."""
         return suggest(address)
+
+    def is_suppressed(self, address: str) -> bool:
+        """Whether ``address``, in any spelling, is on the suppression list,
+        which no mail goes to (see :ref:`suppression-list`)."""
+        return suppression.is_suppressed(get_state(), address)
+
+    def suppress(
+        self,
+        address: str,
+        reason: str,
+        *,
+        source: str = "api",
+        diagnostic: str | None = None,
+    ) -> None:
+        """Put ``address`` on the suppression list, or record a new reason
+        for it (``first_seen`` kept, ``last_seen`` now), and **commit the
+        session**. From then on the worker mails it nothing.
+
+        :param reason: ``"hard_bounce"``, ``"complaint"``,
+            ``"smtp_rejected"`` or ``"manual"``.
+        :param source: where this came from: ``"api"``, ``"ses"``, ...
+        :param diagnostic: the provider's text; addresses and links in it
+            are replaced by placeholders.
+        :raises ValueError: an unknown ``reason`` (the message names the
+            allowed ones), or a ``source`` that is empty or over 32
+            characters.
+        """
+        suppression.suppress(
+            get_state(), address, reason, source=source, diagnostic=diagnostic
+        )
+
+    def unsuppress(self, address: str) -> bool:
+        """Take ``address`` off the suppression list and commit; whether it
+        was on it. A confirmation that failed as suppressed is sent once it
+        is requested again."""
+        return suppression.unsuppress(get_state(), address)
 
     def login_id(self, user: UserT) -> str:
         """The id Flask-Login keeps for ``user`` while

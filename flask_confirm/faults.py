@@ -62,6 +62,24 @@ class InvalidRecipient(PermanentSendError, ValueError):
     """
 
 
+class AddressSuppressed(PermanentSendError):
+    """The recipient is on the suppression list (:meth:`.Confirm.suppress`),
+    so nothing was sent: the error :data:`.confirmation_failed` carries
+    then. ``str(error)`` is ``"suppressed: <reason>"``, which is also what
+    :attr:`.ConfirmableMixin.confirmation_error` says.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"suppressed: {reason}")
+        #: Why the address is suppressed: ``hard_bounce``, ``complaint``,
+        #: ``smtp_rejected`` or ``manual``.
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[AddressSuppressed], tuple[str]]:
+        # Pickled (by a job queue, a process pool) with its reason, not its text.
+        return (type(self), (self.reason,))
+
+
 class TransientSendError(SendError):
     """Sending failed for now: retry later."""
 
@@ -112,6 +130,20 @@ def is_account_refusal(error: BaseException) -> str | None:
     return code if code in SES_ACCOUNT_CODES else None
 
 
+def recipient_refusal(error: BaseException) -> str | None:
+    """The server's reply when ``error`` is an SMTP server refusing the
+    recipient for good (``SMTPRecipientsRefused``, every reply 5xx, as
+    ``550 5.1.1 user unknown`` to ``RCPT``), else ``None``. That address
+    goes on the suppression list: mailing it again would be refused again,
+    and each refusal counts against the sender. A 5xx to the message
+    (``SMTPDataError``) is about the content, not the address: ``None``."""
+    if not isinstance(error, smtplib.SMTPRecipientsRefused) or not is_permanent(error):
+        return None
+    return "; ".join(
+        f"{code} {_decode(reply)}" for code, reply in error.recipients.values()
+    )
+
+
 def is_throttling(error: BaseException) -> bool:
     """Whether ``error`` says we send faster than the provider allows: the
     answer is to slow down, not to fail the job."""
@@ -120,7 +152,10 @@ def is_throttling(error: BaseException) -> bool:
 
 def describe(error: BaseException) -> str:
     """A short, log-safe description of ``error``: its type and the provider's
-    reply, never the message that was being sent."""
+    reply, never the message that was being sent. A suppressed address is
+    its own reason, ``suppressed: <reason>``."""
+    if isinstance(error, AddressSuppressed):
+        return str(error)
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         replies = "; ".join(
             f"{code} {_decode(reply)}" for code, reply in error.recipients.values()

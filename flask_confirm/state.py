@@ -28,6 +28,7 @@ if t.TYPE_CHECKING:
     from redis import Redis
     from rq import Queue
     from rq.job import Job
+    from sqlalchemy import Table
 
     from .config import Settings
     from .limits import RateLimiter
@@ -87,6 +88,9 @@ class AppState:
     #: How Flask-Login ids are stamped (:mod:`.logins`); ``None`` when
     #: :data:`CONFIRM_BIND_SESSIONS` is off.
     login_binding: Binding | None
+    #: The suppression list (:mod:`.models.suppressions`), in the user
+    #: model's metadata.
+    suppressions: Table
     hooks: Hooks = dataclasses.field(default_factory=Hooks)
     #: The caching DNS resolver of :data:`CONFIRM_CHECK_DELIVERABILITY`;
     #: ``None`` when it is off.

@@ -14,6 +14,7 @@ import hmac
 import typing as t
 
 from rq import Queue
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -26,6 +27,7 @@ from .errors import ConfigError
 from .limits import RateLimiter
 from .models import ConfirmableMixin
 from .models import email_column
+from .models import suppression_table
 from .models import user_key
 from .senders import make_sender
 from .state import AppState
@@ -40,6 +42,8 @@ if t.TYPE_CHECKING:
     from flask import Flask
     from flask_sqlalchemy import SQLAlchemy
     from redis import Redis
+    from sqlalchemy import MetaData
+    from sqlalchemy import Table
 
     from .config import Settings
     from .state import PasswordSetter
@@ -137,6 +141,9 @@ def set_up(
             ],
         ),
         login_binding=login_binding,
+        suppressions=suppression_table(
+            _metadata(user_model), settings.suppression_table
+        ),
         hooks=hooks,
         resolver=_resolver() if settings.check_deliverability else None,
     )
@@ -171,6 +178,13 @@ def _resolver() -> t.Any:
     import email_validator
 
     return email_validator.caching_resolver(timeout=3)
+
+
+def _metadata(model: type[t.Any]) -> MetaData:
+    """The metadata of ``model``'s table: the app's ``db``, or the bind the
+    model is on, so the suppression list lives beside the users."""
+    table = t.cast("Table", sa_inspect(model).local_table)
+    return table.metadata
 
 
 def _as_bytes(value: str | bytes) -> bytes:

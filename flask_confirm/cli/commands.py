@@ -1,5 +1,6 @@
 """The ``flask confirm`` commands: sweep, status, failed, retry-failed, send,
-resend-all, mark-confirmed. Each is a thin shell over a service. Internal."""
+resend-all, mark-confirmed, suppressed, unsuppress. Each is a thin shell over
+a service. Internal."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from flask.cli import with_appcontext
 
 from .. import outbox
 from .. import store
+from .. import suppression
 from ..addresses import InvalidEmail
 from ..addresses import normalize_email
 from ..models import email_of
@@ -160,6 +162,31 @@ def mark_confirmed_command(existing: bool, emails: tuple[str, ...]) -> None:
         f"Marked {count} user(s) as confirmed"
         + (f" ({already} already were)." if already else ".")
     )
+
+
+@confirm_group.command("suppressed")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@with_appcontext
+def suppressed_command(limit: int) -> None:
+    """List the suppressed addresses, which no mail is sent to, the most
+    recently seen first: address, reason, source, last seen."""
+    rows = suppression.suppressed(get_state(), limit)
+    for row in rows:
+        last_seen = row.last_seen.isoformat(timespec="seconds")
+        click.echo(f"{row.address}\t{row.reason}\t{row.source}\t{last_seen}")
+    if not rows:
+        click.echo("No suppressed addresses.")
+
+
+@confirm_group.command("unsuppress")
+@click.argument("email")
+@with_appcontext
+def unsuppress_command(email: str) -> None:
+    """Take EMAIL off the suppression list, so that mail is sent to it again
+    (a failed confirmation once it is requested again: retry-failed)."""
+    if not suppression.unsuppress(get_state(), email):
+        raise click.ClickException(f"{email!r} is not suppressed.")
+    click.echo(f"{email} is no longer suppressed.")
 
 
 def _address(user: t.Any) -> str:

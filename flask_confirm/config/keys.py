@@ -52,6 +52,7 @@ class Keys:
     EMAIL_ATTRIBUTE = "CONFIRM_EMAIL_ATTRIBUTE"
     CHECK_DELIVERABILITY = "CONFIRM_CHECK_DELIVERABILITY"
     BIND_SESSIONS = "CONFIRM_BIND_SESSIONS"
+    SUPPRESSION_TABLE = "CONFIRM_SUPPRESSION_TABLE"
 
 
 #: Defaults put into ``app.config`` with ``setdefault``. ``CONFIRM_ASYNC`` and
@@ -101,6 +102,7 @@ DEFAULTS: dict[str, t.Any] = {
     Keys.EMAIL_ATTRIBUTE: "email",
     Keys.CHECK_DELIVERABILITY: False,
     Keys.BIND_SESSIONS: True,
+    Keys.SUPPRESSION_TABLE: "confirm_suppressions",
 }
 
 #: The default :data:`CONFIRM_CONTENT_SECURITY_POLICY` when the pages extend

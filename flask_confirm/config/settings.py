@@ -101,6 +101,8 @@ class Settings:
     #: Whether Flask-Login sessions and remember-me cookies are bound to the
     #: user's address and password hash (see :mod:`.logins`).
     bind_sessions: bool
+    #: The name of the suppression list's table (:mod:`.models.suppressions`).
+    suppression_table: str
 
 
 def load(app: Flask) -> Settings:
@@ -197,4 +199,5 @@ def load(app: Flask) -> Settings:
         email_attribute=_require_str(config, Keys.EMAIL_ATTRIBUTE),
         check_deliverability=_require_bool(config, Keys.CHECK_DELIVERABILITY),
         bind_sessions=_require_bool(config, Keys.BIND_SESSIONS),
+        suppression_table=_require_str(config, Keys.SUPPRESSION_TABLE),
     )
