@@ -35,6 +35,7 @@ if t.TYPE_CHECKING:
     from .logins import Binding
     from .models import UserKey
     from .senders import Sender
+    from .sns import CertificateStore
     from .tokens import TokenSerializer
 
 DashboardAuth = t.Callable[[], bool]
@@ -95,6 +96,9 @@ class AppState:
     #: The caching DNS resolver of :data:`CONFIRM_CHECK_DELIVERABILITY`;
     #: ``None`` when it is off.
     resolver: t.Any = None
+    #: The SNS signing certificates of :data:`CONFIRM_SES_EVENTS`; ``None``
+    #: when it is off.
+    sns_certificates: CertificateStore | None = None
 
     def check_deliverable(self, email: str) -> None:
         """With :data:`CONFIRM_CHECK_DELIVERABILITY`, refuse ``email`` if its

@@ -30,6 +30,9 @@ from .models import email_column
 from .models import suppression_table
 from .models import user_key
 from .senders import make_sender
+from .sns import CertificateStore
+from .sns import check_url
+from .sns import SNSMessageRefused
 from .state import AppState
 from .state import Hooks
 from .state import register
@@ -146,6 +149,7 @@ def set_up(
         ),
         hooks=hooks,
         resolver=_resolver() if settings.check_deliverability else None,
+        sns_certificates=_certificates(settings) if settings.ses_events else None,
     )
     register(app, state)
     app.extensions["confirm"] = extension
@@ -169,6 +173,28 @@ def _register_entry_points(app: Flask, state: AppState) -> None:
         from .dashboard import mount_dashboard
 
         mount_dashboard(app, state)
+
+
+def _certificates(settings: Settings) -> CertificateStore:
+    """The SNS signing certificates, the pinned ones checked now: a URL SNS
+    would never sign from, or text that is not a certificate, is a mistake
+    better told at start-up than as every event refused."""
+    try:
+        import cryptography  # noqa: F401  (the signatures need it)
+    except ImportError:
+        raise ConfigError(
+            f"{Keys.SES_EVENTS} is on, but verifying SNS signatures needs the"
+            " cryptography package: install 'flask-confirm[ses]'."
+        ) from None
+    for url in settings.sns_certificates:
+        try:
+            check_url(url, "certificate URL")
+        except SNSMessageRefused as e:
+            raise ConfigError(f"{Keys.SNS_CERTIFICATES}: {url!r}: {e}") from None
+    try:
+        return CertificateStore(settings.sns_certificates)
+    except SNSMessageRefused as e:
+        raise ConfigError(f"{Keys.SNS_CERTIFICATES}: {e}") from None
 
 
 def _resolver() -> t.Any:

@@ -21,6 +21,8 @@ from .checks import _require_str
 from .checks import _retry_intervals
 from .checks import _send_rate
 from .checks import _subdomain
+from .events import _certificates
+from .events import _topics
 from .keys import APP_LAYOUT_CONTENT_SECURITY_POLICY
 from .keys import DEFAULTS
 from .keys import DEVELOPMENT_MAIL_FROM
@@ -64,6 +66,14 @@ class Settings:
     #: Seconds every worker stops sending after the provider refused the
     #: account itself (suspended, paused, MAIL FROM domain unverified).
     sending_pause: int
+    #: Whether ``POST <prefix>/events/ses`` takes SES events from SNS.
+    ses_events: bool
+    #: The SNS topics whose messages it believes.
+    ses_event_topics: tuple[str, ...]
+    #: The limit on the endpoint, per client network.
+    ses_event_limit: tuple[Window, ...]
+    #: Pinned SNS signing certificates: URL to PEM.
+    sns_certificates: dict[str, str]
     #: A PEM file of the CA certificates to trust for the SMTP server's TLS
     #: certificate; ``None``: the system's.
     smtp_ca_file: str | None
@@ -170,6 +180,10 @@ def load(app: Flask) -> Settings:
         ses_region=config[Keys.SES_REGION] or None,
         ses_configuration_set=_optional_str(config, Keys.SES_CONFIGURATION_SET),
         sending_pause=_require_positive_int(config, Keys.SENDING_PAUSE),
+        ses_events=_require_bool(config, Keys.SES_EVENTS),
+        ses_event_topics=_topics(config, bool(config[Keys.SES_EVENTS])),
+        ses_event_limit=_limit(config, Keys.SES_EVENT_LIMIT),
+        sns_certificates=_certificates(config),
         smtp_ca_file=_ca_file(config[Keys.SMTP_CA_FILE]),
         smtp_verify_tls=_require_bool(config, Keys.SMTP_VERIFY_TLS),
         smtp_timeout=_require_positive_int(config, Keys.SMTP_TIMEOUT),

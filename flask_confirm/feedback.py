@@ -1,0 +1,124 @@
+"""What a provider's report after sending changes: bounces and complaints.
+
+A hard bounce means the address does not exist: it goes on the suppression
+list (``hard_bounce``), and the confirmation or change it was mailed for
+fails for good with the receiving server's diagnostic, so the resend form,
+``retry-failed`` and sweeps stop mailing it. A complaint (a recipient marking
+the mail as spam, "not spam" apart) puts the address on the list too
+(``complaint``): one more mail to it is what gets a sender's account
+reviewed. A soft bounce (a full mailbox, a server down) changes nothing but
+is counted, and signalled. Deliveries, rejects and rendering failures are
+logged. The signals :data:`.email_bounced` and :data:`.email_complained` say
+what happened, with the user when there is one. Internal.
+"""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+
+from . import signals
+from . import store
+from . import suppression
+from .addresses import lookup_keys
+from .models import primary_key
+from .models import target_address
+from .state import current_app_object
+
+if t.TYPE_CHECKING:
+    from .ses_events import SESEvent
+    from .state import AppState
+
+logger = logging.getLogger("flask_confirm")
+
+#: The confirmation states in which a link is still on its way or unused.
+OWED = ("requested", "sent")
+
+
+def apply(state: AppState, event: SESEvent, *, source: str = "ses") -> None:
+    """Act on ``event``: suppress, fail what is owed, signal, log. Each
+    change is committed before its signal is sent.
+
+    :raises Exception: the database could not record it (the caller answers
+        so that the provider sends the report again).
+    """
+    if event.kind == "bounce":
+        for recipient in event.recipients:
+            if event.permanent:
+                suppression.suppress(
+                    state,
+                    recipient.address,
+                    "hard_bounce",
+                    source=source,
+                    diagnostic=recipient.diagnostic,
+                )
+            users = _fail_owed(state, recipient.address, event, recipient.diagnostic)
+            logger.info(
+                "A %s bounce (%s) for user(s) %s.",
+                "hard" if event.permanent else "soft",
+                event.detail,
+                [primary_key(u) for u in users] or "none",
+            )
+            for user in users or [None]:
+                signals.email_bounced.send(
+                    current_app_object(),
+                    user=user,
+                    address=recipient.address,
+                    permanent=event.permanent,
+                    diagnostic=recipient.diagnostic,
+                )
+    elif event.kind == "complaint":
+        if not event.is_spam_complaint:
+            logger.info("A 'not spam' report; nothing changed.")
+            return
+        for recipient in event.recipients:
+            suppression.suppress(
+                state,
+                recipient.address,
+                "complaint",
+                source=source,
+                diagnostic=event.detail,
+            )
+            users = store.users_at(state, recipient.address)
+            state.db.session.rollback()  # the read's transaction; nothing to keep
+            logger.warning(
+                "A complaint (%s) for user(s) %s.",
+                event.detail,
+                [primary_key(u) for u in users] or "none",
+            )
+            for user in users or [None]:
+                signals.email_complained.send(
+                    current_app_object(),
+                    user=user,
+                    address=recipient.address,
+                    feedback_type=event.detail,
+                )
+    elif event.kind == "delivery":
+        logger.debug("Delivered (%s mail).", event.mail_kind or "a")
+    elif event.kind in ("reject", "rendering_failure"):
+        logger.error(
+            "The provider did not send a %s mail: %s (%s).",
+            event.mail_kind or "Flask-Confirm",
+            event.kind.replace("_", " "),
+            event.detail,
+        )
+
+
+def _fail_owed(
+    state: AppState, address: str, event: SESEvent, diagnostic: str | None
+) -> list[t.Any]:
+    """The users at ``address``; for a hard bounce, a confirmation or
+    change still owed *to that address* is marked failed for good (not one
+    owed to another: the notice to the old address of a change may bounce
+    while the new one is fine), and committed."""
+    users = store.users_at(state, address)
+    if event.permanent:
+        keys = set(lookup_keys(address))
+        reason = f"bounced: {diagnostic or event.detail or 'hard bounce'}"
+        attribute = state.settings.email_attribute
+        for user in users:
+            owed_to = target_address(user, attribute)
+            if user.confirmation_state in OWED and owed_to.lower() in keys:
+                store.record_failure(state, user, reason)
+    state.db.session.commit()
+    return users
