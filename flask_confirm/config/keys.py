@@ -49,6 +49,7 @@ class Keys:
     PASSWORD_MIN_LENGTH = "CONFIRM_PASSWORD_MIN_LENGTH"
     EMAIL_ATTRIBUTE = "CONFIRM_EMAIL_ATTRIBUTE"
     BIND_SESSIONS = "CONFIRM_BIND_SESSIONS"
+    SITE_NAME = "CONFIRM_SITE_NAME"
 
 
 #: Defaults put into ``app.config`` with ``setdefault``. ``CONFIRM_ASYNC`` and
@@ -95,6 +96,7 @@ DEFAULTS: dict[str, t.Any] = {
     Keys.PASSWORD_MIN_LENGTH: 8,
     Keys.EMAIL_ATTRIBUTE: "email",
     Keys.BIND_SESSIONS: True,
+    Keys.SITE_NAME: None,
 }
 
 #: The default :data:`CONFIRM_CONTENT_SECURITY_POLICY` when the pages extend

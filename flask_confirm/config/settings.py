@@ -30,6 +30,7 @@ from .urls import _dashboard_origins
 from .urls import _dashboard_url
 from .urls import _external_url
 from .urls import _redis_url
+from .urls import _site_name
 from .urls import _url_prefix
 
 if t.TYPE_CHECKING:
@@ -93,6 +94,9 @@ class Settings:
     #: Whether Flask-Login sessions and remember-me cookies are bound to the
     #: user's address and password hash (see :mod:`.logins`).
     bind_sessions: bool
+    #: The site's name as the mails show it (:data:`CONFIRM_SITE_NAME`, or
+    #: the host of :attr:`external_url`).
+    site_name: str
 
 
 def load(app: Flask) -> Settings:
@@ -139,6 +143,7 @@ def load(app: Flask) -> Settings:
     if isinstance(mail_from, tuple):  # Flask-Mail accepts (name, address).
         mail_from = f"{mail_from[0]} <{mail_from[1]}>"
 
+    external_url = _external_url(config.get(Keys.EXTERNAL_URL))
     return Settings(
         redis_url=_redis_url(config[Keys.REDIS_URL]),
         queue=_require_str(config, Keys.QUEUE),
@@ -147,7 +152,7 @@ def load(app: Flask) -> Settings:
         mail_from=str(mail_from),
         subject=_require_str(config, Keys.SUBJECT),
         token_max_age=_require_positive_int(config, Keys.TOKEN_MAX_AGE),
-        external_url=_external_url(config.get(Keys.EXTERNAL_URL)),
+        external_url=external_url,
         url_prefix=_url_prefix(config[Keys.URL_PREFIX]),
         redirect_url=_require_str(config, Keys.REDIRECT_URL),
         reset_redirect_url=_optional_str(config, Keys.RESET_REDIRECT_URL),
@@ -186,4 +191,5 @@ def load(app: Flask) -> Settings:
         password_min_length=_require_int(config, Keys.PASSWORD_MIN_LENGTH, minimum=1),
         email_attribute=_require_str(config, Keys.EMAIL_ATTRIBUTE),
         bind_sessions=_require_bool(config, Keys.BIND_SESSIONS),
+        site_name=_site_name(config[Keys.SITE_NAME], external_url),
     )
