@@ -33,6 +33,25 @@ def test_defaults_are_filled_in() -> None:
     assert app.config[Keys.FAILED_JOB_TTL] == 7 * 86400
 
 
+@pytest.mark.parametrize(
+    ("external_url", "site_name", "expected"),
+    [
+        ("https://app.example.test", None, "app.example.test"),
+        ("https://www.Example.com:8443/app", None, "example.com"),
+        ("https://xn--bcher-kva.example/", None, "bücher.example"),
+        ("https://app.example.test", "  Example Widgets ", "Example Widgets"),
+    ],
+)
+def test_site_name_defaults_to_the_external_host(
+    external_url: str, site_name: str | None, expected: str
+) -> None:
+    """The mails name the site: by CONFIRM_SITE_NAME, else by the host its
+    links point to, as a reader would type it."""
+    app = create_app(**{Keys.EXTERNAL_URL: external_url, Keys.SITE_NAME: site_name})
+    with app.app_context():
+        assert app.extensions["confirm"]._get_state().settings.site_name == expected
+
+
 @pytest.mark.parametrize(("testing", "expected"), [(True, False), (False, True)])
 def test_async_defaults_to_not_testing(testing: bool, expected: bool) -> None:
     app = create_app(TESTING=testing)
@@ -90,6 +109,9 @@ def test_async_defaults_to_not_testing(testing: bool, expected: bool) -> None:
             "is not one",
         ),
         ({Keys.QUEUE: ""}, Keys.QUEUE, "non-empty"),
+        ({Keys.SITE_NAME: ""}, Keys.SITE_NAME, "None for the host"),
+        ({Keys.SITE_NAME: 42}, Keys.SITE_NAME, "such as 'Example'"),
+        ({Keys.SITE_NAME: "Example\nBcc: x"}, Keys.SITE_NAME, "line break"),
         ({Keys.MESSAGES: "Welcome"}, Keys.MESSAGES, "'password_reset'"),
         ({Keys.MESSAGES: {"welcome": {}}}, Keys.MESSAGES, "'email_change'"),
         (

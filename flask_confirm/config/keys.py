@@ -57,6 +57,7 @@ class Keys:
     CHECK_DELIVERABILITY = "CONFIRM_CHECK_DELIVERABILITY"
     BIND_SESSIONS = "CONFIRM_BIND_SESSIONS"
     SUPPRESSION_TABLE = "CONFIRM_SUPPRESSION_TABLE"
+    SITE_NAME = "CONFIRM_SITE_NAME"
 
 
 #: Defaults put into ``app.config`` with ``setdefault``. ``CONFIRM_ASYNC`` and
@@ -111,6 +112,7 @@ DEFAULTS: dict[str, t.Any] = {
     Keys.CHECK_DELIVERABILITY: False,
     Keys.BIND_SESSIONS: True,
     Keys.SUPPRESSION_TABLE: "confirm_suppressions",
+    Keys.SITE_NAME: None,
 }
 
 #: The default :data:`CONFIRM_CONTENT_SECURITY_POLICY` when the pages extend

@@ -32,6 +32,7 @@ from .urls import _dashboard_origins
 from .urls import _dashboard_url
 from .urls import _external_url
 from .urls import _redis_url
+from .urls import _site_name
 from .urls import _url_prefix
 
 if t.TYPE_CHECKING:
@@ -113,6 +114,9 @@ class Settings:
     bind_sessions: bool
     #: The name of the suppression list's table (:mod:`.models.suppressions`).
     suppression_table: str
+    #: The site's name as the mails show it (:data:`CONFIRM_SITE_NAME`, or
+    #: the host of :attr:`external_url`).
+    site_name: str
 
 
 def load(app: Flask) -> Settings:
@@ -159,6 +163,7 @@ def load(app: Flask) -> Settings:
     if isinstance(mail_from, tuple):  # Flask-Mail accepts (name, address).
         mail_from = f"{mail_from[0]} <{mail_from[1]}>"
 
+    external_url = _external_url(config.get(Keys.EXTERNAL_URL))
     return Settings(
         redis_url=_redis_url(config[Keys.REDIS_URL]),
         queue=_require_str(config, Keys.QUEUE),
@@ -167,7 +172,7 @@ def load(app: Flask) -> Settings:
         mail_from=str(mail_from),
         subject=_require_str(config, Keys.SUBJECT),
         token_max_age=_require_positive_int(config, Keys.TOKEN_MAX_AGE),
-        external_url=_external_url(config.get(Keys.EXTERNAL_URL)),
+        external_url=external_url,
         url_prefix=_url_prefix(config[Keys.URL_PREFIX]),
         redirect_url=_require_str(config, Keys.REDIRECT_URL),
         reset_redirect_url=_optional_str(config, Keys.RESET_REDIRECT_URL),
@@ -214,4 +219,5 @@ def load(app: Flask) -> Settings:
         check_deliverability=_require_bool(config, Keys.CHECK_DELIVERABILITY),
         bind_sessions=_require_bool(config, Keys.BIND_SESSIONS),
         suppression_table=_require_str(config, Keys.SUPPRESSION_TABLE),
+        site_name=_site_name(config[Keys.SITE_NAME], external_url),
     )
