@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 from rq import get_current_job
 from sqlalchemy import select
 
+from . import locks
 from . import pauses
 from . import signals
 from . import suppression
@@ -60,7 +61,7 @@ def send_one(state: AppState, user_id: UserId) -> str | None:
 
     :raises ConfirmationBusy: another worker holds the user's lock.
     """
-    with _user_locks(state, [user_id]) as locked:
+    with locks.user_locks(state, [user_id]) as locked:
         if not locked:
             raise ConfirmationBusy(
                 f"Another worker is sending the confirmation for user {user_id!r}."
@@ -84,7 +85,7 @@ def send_batch(state: AppState, user_ids: list[UserId]) -> dict[str, int]:
     """
     counts = {"sent": 0, "skipped": 0, "failed": 0}
     transient = 0
-    with _user_locks(state, user_ids) as locked:
+    with locks.user_locks(state, user_ids) as locked:
         users = _load_users(state, locked)
         blocked = suppression.owed(state, users.values())  # one query for all
         unrecorded: list[tuple[t.Any, str | None]] = []
@@ -195,56 +196,6 @@ def send_reset(state: AppState, user_id: UserId) -> str | None:
         raise redacted(e, [message.to], _own(message)) from None
     logger.info("Password reset for user %r sent (%s).", user_id, message_id)
     return message_id
-
-
-#: Deletes a lock only if it still holds our token (a lock that expired and
-#: was taken by another worker is not ours to delete). KEYS: the locks;
-#: ARGV: their tokens, in the same order.
-_RELEASE_LOCKS = """
-local released = 0
-for i, key in ipairs(KEYS) do
-    if redis.call('get', key) == ARGV[i] then
-        redis.call('del', key)
-        released = released + 1
-    end
-end
-return released
-"""
-
-
-@contextlib.contextmanager
-def _user_locks(
-    state: AppState, user_ids: t.Sequence[UserId]
-) -> t.Iterator[set[UserId]]:
-    """Take the per-user send locks of ``user_ids`` in one round trip, so two
-    jobs never send to one user at once; yield the ids whose lock was taken
-    (the others are being sent elsewhere) and release them in one round trip.
-    The locks expire with the job's own timeout (the per-user timeout times
-    the users, plus 5 s): as long as the job may still be running, no other
-    may send to its users; once RQ would give up on it, they are free. Not
-    needed (and Redis maybe absent) when jobs run inline."""
-    if not state.settings.is_async:
-        yield set(user_ids)
-        return
-    ttl = state.settings.job_timeout * max(1, len(user_ids)) + 5
-    keys = [f"flask-confirm:lock:{state.settings.queue}:{uid}" for uid in user_ids]
-    tokens = [os.urandom(16).hex() for _ in user_ids]
-    with state.redis.pipeline(transaction=False) as pipe:
-        for key, token in zip(keys, tokens, strict=True):
-            pipe.set(key, token, nx=True, ex=ttl)
-        taken = pipe.execute()
-    held = [i for i, ok in enumerate(taken) if ok]
-    try:
-        yield {user_ids[i] for i in held}
-    finally:
-        if held:
-            with contextlib.suppress(RedisError):
-                state.redis.eval(
-                    _RELEASE_LOCKS,
-                    len(held),
-                    *[keys[i] for i in held],
-                    *[tokens[i] for i in held],
-                )
 
 
 def _own(message: EmailMessage) -> list[str]:
