@@ -28,6 +28,7 @@ from sqlalchemy import select
 from . import locks
 from . import pauses
 from . import signals
+from . import stats
 from . import suppression
 from .faults import AddressSuppressed
 from .faults import ConfirmationBusy
@@ -218,6 +219,12 @@ def _send_within_rate(state: AppState, message: EmailMessage) -> str | None:
     # Before any sender sees it: a recipient no mail library can read as
     # one address fails for good here, whatever the sender would have done.
     check_recipient(message.to)
+    message_id = _send_rated(state, message)
+    stats.record(state, "sent", message.kind)
+    return message_id
+
+
+def _send_rated(state: AppState, message: EmailMessage) -> str | None:
     window = state.settings.send_rate
     if window is None or not state.settings.is_async:
         return pauses.send(state, message)

@@ -18,6 +18,7 @@ import logging
 import typing as t
 
 from . import signals
+from . import stats
 from . import store
 from . import suppression
 from .addresses import lookup_keys
@@ -53,6 +54,7 @@ def apply(state: AppState, event: SESEvent, *, source: str = "ses") -> None:
                     diagnostic=recipient.diagnostic,
                 )
             users = _fail_owed(state, recipient.address, event, recipient.diagnostic)
+            stats.record(state, "bounced", event.mail_kind)
             logger.info(
                 "A %s bounce (%s) for user(s) %s.",
                 "hard" if event.permanent else "soft",
@@ -79,6 +81,7 @@ def apply(state: AppState, event: SESEvent, *, source: str = "ses") -> None:
                 source=source,
                 diagnostic=event.detail,
             )
+            stats.record(state, "complained", event.mail_kind)
             users = store.users_at(state, recipient.address)
             state.db.session.rollback()  # the read's transaction; nothing to keep
             logger.warning(

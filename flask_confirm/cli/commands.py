@@ -8,8 +8,10 @@ import typing as t
 
 import click
 from flask.cli import with_appcontext
+from redis.exceptions import RedisError
 
 from .. import outbox
+from .. import stats
 from .. import store
 from .. import suppression
 from ..addresses import InvalidEmail
@@ -51,6 +53,29 @@ def status_command() -> None:
     oldest = status["oldest_pending"]
     age = f"{int(oldest.total_seconds())}s" if oldest is not None else "-"
     click.echo(f"{'oldest pending':<15}{age}")
+    state = get_state()
+    if not state.settings.is_async:
+        return  # mails go out inline: nothing was counted
+    try:
+        periods = {"24 h": stats.totals(state, 24), "7 days": stats.totals(state, 168)}
+    except RedisError as e:
+        click.echo(f"Mail counts unavailable: Redis error {type(e).__name__}.")
+        return
+    click.echo("")
+    click.echo(f"{'mails':<22}" + "".join(f"{p:>31}" for p in periods))
+    names = f"{'sent':>10}{'bounced':>10}{'complained':>11}"
+    click.echo(f"{'':<22}" + names * len(periods))
+    for kind in stats.KINDS:
+        rows = [periods[p][kind] for p in periods]
+        if not any(any(r.values()) for r in rows):
+            continue
+        cells = "".join(
+            f"{r['sent']:>10}{r['bounced']:>10}{r['complained']:>11}" for r in rows
+        )
+        click.echo(f"{kind:<22}{cells}")
+    for period, counts in periods.items():
+        for warning in stats.warnings(counts):
+            click.echo(f"Warning ({period}): {warning}.")
 
 
 @confirm_group.command("failed")
