@@ -68,7 +68,7 @@ def is_suppressed(state: AppState, address: str) -> bool:
     """Whether ``address``, in any spelling, is on the list: one query."""
     table = state.suppressions
     query = select(table.c.id).where(table.c.address == canonical_email(address))
-    return state.db.session.execute(query.limit(1)).first() is not None
+    return _execute(state, query.limit(1)).first() is not None
 
 
 def reasons(state: AppState, addresses: t.Iterable[str]) -> dict[str, str]:
@@ -81,7 +81,7 @@ def reasons(state: AppState, addresses: t.Iterable[str]) -> dict[str, str]:
         return {}
     table = state.suppressions
     query = select(table.c.address, table.c.reason).where(table.c.address.in_(keys))
-    return {row.address: row.reason for row in state.db.session.execute(query)}
+    return {row.address: row.reason for row in _execute(state, query)}
 
 
 def reason_of(found: t.Mapping[str, str], address: str | None) -> str | None:
@@ -180,35 +180,48 @@ def _upsert(state: AppState, table: Table, values: dict[str, t.Any]) -> None:
     """Insert the row of ``values``, or update the one with its address:
     each dialect's own upsert, else an update and, if it matched nothing,
     an insert."""
-    session = state.db.session
     changed = {k: v for k, v in values.items() if k not in ("address", "first_seen")}
-    dialect = session.get_bind(clause=table).dialect.name
+    dialect = _bind(state).dialect.name
     if dialect == "postgresql":
         pg = postgresql.insert(table).values(values)
-        session.execute(
+        _execute(
+            state,
             pg.on_conflict_do_update(
                 index_elements=[table.c.address],
                 set_={k: pg.excluded[k] for k in changed},
-            )
+            ),
         )
     elif dialect == "sqlite":
         lite = sqlite.insert(table).values(values)
-        session.execute(
+        _execute(
+            state,
             lite.on_conflict_do_update(
                 index_elements=[table.c.address],
                 set_={k: lite.excluded[k] for k in changed},
-            )
+            ),
         )
     elif dialect in ("mysql", "mariadb"):
         my = mysql.insert(table).values(values)
-        session.execute(
-            my.on_duplicate_key_update({k: my.inserted[k] for k in changed})
+        _execute(
+            state, my.on_duplicate_key_update({k: my.inserted[k] for k in changed})
         )
     else:  # pragma: no cover - no other database in the suite
         where = table.c.address == values["address"]
-        result = session.execute(update(table).where(where).values(changed))
+        result = _execute(state, update(table).where(where).values(changed))
         if getattr(result, "rowcount", 0) == 0:
-            session.execute(insert(table).values(values))
+            _execute(state, insert(table).values(values))
+
+
+def _bind(state: AppState) -> t.Any:
+    """The engine of the suppression table: the user model's bind.
+    Flask-SQLAlchemy finds it for a table, and for an insert, update or
+    delete of one, but sends a ``SELECT`` to the default engine."""
+    return state.db.session.get_bind(clause=state.suppressions)
+
+
+def _execute(state: AppState, statement: t.Any) -> t.Any:
+    """Run ``statement`` in the app's session, on the table's engine."""
+    return state.db.session.execute(statement, bind_arguments={"bind": _bind(state)})
 
 
 def unsuppress(state: AppState, address: str) -> bool:
@@ -218,7 +231,7 @@ def unsuppress(state: AppState, address: str) -> bool:
     requested again (a resend, ``flask confirm retry-failed``)."""
     table = state.suppressions
     statement = delete(table).where(table.c.address == canonical_email(address))
-    result = state.db.session.execute(statement)
+    result = _execute(state, statement)
     state.db.session.commit()
     return bool(getattr(result, "rowcount", 0))
 
@@ -230,7 +243,7 @@ def suppressed(state: AppState, limit: int | None = None) -> list[Suppression]:
     query = select(table).order_by(table.c.last_seen.desc(), table.c.address)
     if limit is not None:
         query = query.limit(limit)
-    rows = state.db.session.execute(query).all()
+    rows = _execute(state, query).all()
     return [
         Suppression(
             address=row.address,

@@ -153,6 +153,45 @@ def test_apps_sharing_one_db_share_one_table() -> None:
     assert get_state(first).suppressions is db.metadata.tables["confirm_suppressions"]
 
 
+def test_the_table_is_on_the_user_models_bind(tmp_path: t.Any) -> None:
+    """A user model on a bind of its own: the list is in that bind's
+    metadata and database, and every statement goes there."""
+    db = SQLAlchemy()
+
+    class Member(ConfirmableMixin, db.Model):
+        __bind_key__ = "accounts"
+        id = sa.Column(sa.Integer, primary_key=True)
+        email = sa.Column(sa.String(320), nullable=False)
+
+    app = Flask(__name__)
+    accounts = f"sqlite:///{tmp_path / 'accounts.sqlite'}"
+    app.config.update(
+        BASE_CONFIG,
+        CONFIRM_DASHBOARD_URL=None,
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'main.sqlite'}",
+        SQLALCHEMY_BINDS={"accounts": accounts},
+    )
+    db.init_app(app)
+    confirm = Confirm(app, db=db, user_model=Member)
+    with app.app_context():
+        assert "confirm_suppressions" in db.metadatas["accounts"].tables
+        assert "confirm_suppressions" not in db.metadata.tables
+        db.create_all()
+        confirm.suppress("ada@example.org", "manual")
+        confirm.suppress("ada@example.org", "complaint")
+        assert confirm.is_suppressed("ada@example.org")
+        assert [r.reason for r in suppressed(get_state())] == ["complaint"]
+        assert confirm.unsuppress("ada@example.org")
+        confirm.suppress("bob@example.org", "manual")
+        db.session.remove()
+        engine = db.engines["accounts"]
+        assert "confirm_suppressions" not in sa.inspect(db.engine).get_table_names()
+    with sa.create_engine(accounts).connect() as conn:
+        found = conn.execute(sa.text("SELECT address FROM confirm_suppressions"))
+        assert found.scalars().all() == ["bob@example.org"]
+    engine.dispose()
+
+
 def test_a_table_of_the_apps_own_by_that_name_is_refused() -> None:
     db = SQLAlchemy()
     sa.Table("confirm_suppressions", db.metadata, sa.Column("id", sa.Integer))
