@@ -599,6 +599,33 @@ def test_dkim_key_that_does_not_load_is_a_config_error(
         assert secret not in caplog.text
 
 
+def test_dkim_key_too_short_is_a_config_error(dkim_test_key: DKIMTestKey) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    # A 512-bit key, which cryptography no longer makes: from two fixed primes.
+    p = 88578024031666407903447491142587621470013181504411891263052369050367779038199
+    q = 115302506243371639159105756097970366451585469378876848279485220026610084414823
+    d = pow(65537, -1, (p - 1) * (q - 1))
+    numbers = rsa.RSAPrivateNumbers(
+        p,
+        q,
+        d,
+        rsa.rsa_crt_dmp1(d, p),
+        rsa.rsa_crt_dmq1(d, q),
+        rsa.rsa_crt_iqmp(p, q),
+        rsa.RSAPublicNumbers(65537, p * q),
+    )
+    pem = numbers.private_key().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,  # PKCS#1
+        serialization.NoEncryption(),
+    )
+    with pytest.raises(ConfigError, match=r"512 bits.*2048") as info:
+        smtp_settings(**{**dkim_test_key.config, Keys.DKIM_PRIVATE_KEY: pem})
+    assert pem.decode().splitlines()[1] not in str(info.value)
+
+
 def test_dkim_without_dkimpy_is_a_config_error(
     dkim_test_key: DKIMTestKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:

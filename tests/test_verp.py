@@ -152,3 +152,12 @@ def test_any_address_round_trips(recipient: str) -> None:
     assert address.isascii()
     assert DOT_ATOM.fullmatch(address.rpartition("@")[0])
     assert PATH.recipient_of(address) == recipient
+
+
+def test_internationalised_base_domain_in_either_form() -> None:
+    path = ReturnPath.of("bounces@xn--bcher-kva.example", [SECRET])
+    address = path.address_for("ada@example.org")
+    assert address.endswith("@xn--bcher-kva.example")
+    local, _, _ = address.rpartition("@")
+    assert path.recipient_of(address) == "ada@example.org"
+    assert path.recipient_of(f"{local}@Bücher.example") == "ada@example.org"

@@ -105,6 +105,10 @@ class ReturnPath:
         """
         address = address.strip().removeprefix("<").removesuffix(">")
         local, _, domain = address.rpartition("@")
+        try:
+            domain = domain.encode("idna").decode("ascii")  # as the base's
+        except UnicodeError:
+            return None
         base_local, _, base_domain = self.base.rpartition("@")
         prefix, plus, tag = local.partition("+")
         if (
