@@ -434,6 +434,55 @@ def smtp_server(smtp_controller: Controller) -> SMTPServer:
     return SMTPServer(smtp_controller.hostname, smtp_controller.port, sink)
 
 
+@dataclasses.dataclass(frozen=True)
+class DKIMTestKey:
+    """An RSA key made for the test run, and its DNS record: the tests have
+    no DNS, so a stub answers for ``selector._domainkey.domain``."""
+
+    domain: str
+    selector: str
+    #: PKCS#8 PEM, as OpenSSL 3 writes it.
+    private_pem: str
+    #: The TXT record a domain would publish: ``v=DKIM1; k=rsa; p=...``.
+    record: bytes
+
+    @property
+    def config(self) -> dict[str, t.Any]:
+        return {
+            "CONFIRM_DKIM_DOMAIN": self.domain,
+            "CONFIRM_DKIM_SELECTOR": self.selector,
+            "CONFIRM_DKIM_PRIVATE_KEY": self.private_pem,
+        }
+
+    def dns(self, name: bytes | str, timeout: float = 5) -> bytes | None:
+        """dkimpy's ``dnsfunc``: the one mock here, a stub DNS that knows the
+        one record."""
+        if isinstance(name, bytes):
+            name = name.decode("ascii")
+        wanted = f"{self.selector}._domainkey.{self.domain}"
+        return self.record if name.rstrip(".").lower() == wanted else None
+
+
+@pytest.fixture(scope="session")
+def dkim_test_key() -> DKIMTestKey:
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode("ascii")
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    return DKIMTestKey("example.com", "mail2026", pem, record)
+
+
 # -- SES (moto server mode) ---------------------------------------------------
 
 

@@ -28,6 +28,9 @@ from .keys import DEFAULTS
 from .keys import DEVELOPMENT_MAIL_FROM
 from .keys import Keys
 from .keys import SENDER_NAMES
+from .smtp import dkim_key
+from .smtp import DKIMKey
+from .smtp import return_path
 from .urls import _dashboard_origins
 from .urls import _dashboard_url
 from .urls import _external_url
@@ -80,6 +83,11 @@ class Settings:
     smtp_ca_file: str | None
     smtp_verify_tls: bool
     smtp_timeout: int
+    #: What the SMTP sender signs mail with; ``None``: unsigned.
+    dkim: DKIMKey | None
+    #: The base envelope sender of SMTP mail (``bounces@example.com``), which
+    #: each mail tags with its recipient; ``None``: the From address.
+    return_path: str | None
     dashboard_url: str | None
     #: The origins, besides :attr:`external_url`'s, whose pages may act on
     #: the dashboard, in :func:`origin_of`'s form.
@@ -192,6 +200,8 @@ def load(app: Flask) -> Settings:
         smtp_ca_file=_ca_file(config[Keys.SMTP_CA_FILE]),
         smtp_verify_tls=_require_bool(config, Keys.SMTP_VERIFY_TLS),
         smtp_timeout=_require_positive_int(config, Keys.SMTP_TIMEOUT),
+        dkim=dkim_key(config),
+        return_path=return_path(config),
         dashboard_url=_dashboard_url(config[Keys.DASHBOARD_URL]),
         dashboard_origins=_dashboard_origins(config[Keys.DASHBOARD_ORIGINS]),
         job_timeout=_require_positive_int(config, Keys.JOB_TIMEOUT),
