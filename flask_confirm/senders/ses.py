@@ -9,17 +9,10 @@ from ..errors import ConfigError
 from ..mail.message import EmailMessage
 from ..mail.message import KIND_TAG
 from ..mail.mime import ascii_address
+from ..mail.mime import AUTO_SUBMITTED_HEADERS
 
 if t.TYPE_CHECKING:
     from flask import Flask
-
-
-#: Sent with every message: an automatic mail (RFC 3834), to which no
-#: vacation or out-of-office reply is wanted.
-AUTOMATIC_HEADERS = (
-    ("Auto-Submitted", "auto-generated"),
-    ("X-Auto-Response-Suppress", "All"),
-)
 
 
 class SESSender:
@@ -77,7 +70,7 @@ class SESSender:
                     },
                     "Headers": [
                         {"Name": name, "Value": value}
-                        for name, value in AUTOMATIC_HEADERS
+                        for name, value in AUTO_SUBMITTED_HEADERS
                     ],
                 }
             },
