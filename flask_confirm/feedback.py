@@ -14,13 +14,17 @@ what happened, with the user when there is one. Internal.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import os
+import time
 import typing as t
 
 from . import signals
 from . import stats
 from . import store
 from . import suppression
+from .addresses import canonical_email
 from .addresses import lookup_keys
 from .models import primary_key
 from .models import target_address
@@ -52,6 +56,10 @@ def apply(state: AppState, event: SESEvent, *, source: str = "ses") -> None:
                     "hard_bounce",
                     source=source,
                     diagnostic=recipient.diagnostic,
+                )
+            if not event.permanent:
+                _count_soft_bounce(
+                    state, recipient.address, recipient.diagnostic, source
                 )
             users = _fail_owed(state, recipient.address, event, recipient.diagnostic)
             stats.record(state, "bounced", event.mail_kind)
@@ -104,6 +112,42 @@ def apply(state: AppState, event: SESEvent, *, source: str = "ses") -> None:
             event.mail_kind or "Flask-Confirm",
             event.kind.replace("_", " "),
             event.detail,
+        )
+
+
+#: Soft bounces within :data:`SOFT_WINDOW` that rest an address for
+#: :data:`SOFT_REST`: a mailbox full for weeks is as good as gone for now,
+#: and each further mail counts against the sender.
+SOFT_BOUNCES = 3
+SOFT_WINDOW = dt.timedelta(days=14)
+SOFT_REST = dt.timedelta(days=7)
+
+
+def _count_soft_bounce(
+    state: AppState, address: str, diagnostic: str | None, source: str
+) -> None:
+    """Count a soft bounce of ``address`` (in Redis, for
+    :data:`SOFT_WINDOW`); the :data:`SOFT_BOUNCES`-th suppresses it for
+    :data:`SOFT_REST` (``soft_bounce``), unless it is suppressed already."""
+    key = (
+        f"flask-confirm:soft-bounces:{state.settings.queue}:{canonical_email(address)}"
+    )
+    now = time.time()
+    window = SOFT_WINDOW.total_seconds()
+    with state.redis.pipeline() as pipe:
+        pipe.zremrangebyscore(key, 0, now - window)
+        pipe.zadd(key, {f"{now}:{os.urandom(4).hex()}": now})
+        pipe.zcard(key)
+        pipe.expire(key, int(window))
+        count = pipe.execute()[2]
+    if count >= SOFT_BOUNCES and not suppression.is_suppressed(state, address):
+        suppression.suppress(
+            state,
+            address,
+            "soft_bounce",
+            source=source,
+            diagnostic=diagnostic,
+            expires_in=SOFT_REST,
         )
 
 

@@ -42,6 +42,7 @@ from .models import REASONS
 from .models import utcnow
 from .models.suppressions import DIAGNOSTIC_LENGTH
 from .models.suppressions import SOURCE_LENGTH
+from .models.suppressions import TEMPORARY_REASONS
 
 if t.TYPE_CHECKING:
     from sqlalchemy import Table
@@ -64,10 +65,17 @@ class Suppression:
     last_seen: dt.datetime
 
 
+def _in_force(table: Table) -> t.Any:
+    """Rows that hold now: for good, or not yet expired."""
+    return table.c.expires_at.is_(None) | (table.c.expires_at > utcnow())
+
+
 def is_suppressed(state: AppState, address: str) -> bool:
     """Whether ``address``, in any spelling, is on the list: one query."""
     table = state.suppressions
-    query = select(table.c.id).where(table.c.address == canonical_email(address))
+    query = select(table.c.id).where(
+        table.c.address == canonical_email(address), _in_force(table)
+    )
     return _execute(state, query.limit(1)).first() is not None
 
 
@@ -80,7 +88,9 @@ def reasons(state: AppState, addresses: t.Iterable[str]) -> dict[str, str]:
     if not keys:
         return {}
     table = state.suppressions
-    query = select(table.c.address, table.c.reason).where(table.c.address.in_(keys))
+    query = select(table.c.address, table.c.reason).where(
+        table.c.address.in_(keys), _in_force(table)
+    )
     return {row.address: row.reason for row in _execute(state, query)}
 
 
@@ -135,9 +145,12 @@ def suppress(
     *,
     source: str,
     diagnostic: str | None = None,
+    expires_in: dt.timedelta | None = None,
 ) -> None:
     """Put ``address`` on the list, or, if it is there, record this as its
-    latest reason (``first_seen`` kept, ``last_seen`` now), and commit. One
+    latest reason (``first_seen`` kept, ``last_seen`` now), and commit. With
+    ``expires_in`` (for ``soft_bounce`` only) it holds that long; without,
+    for good, even if it held for a while before. One
     statement, atomic on SQLite, PostgreSQL and MySQL/MariaDB, so two
     workers suppressing one address at once leave one row.
 
@@ -151,6 +164,11 @@ def suppress(
     if reason not in REASONS:
         raise ValueError(
             f"reason must be one of {', '.join(map(repr, REASONS))}, not {reason!r}."
+        )
+    if (expires_in is not None) != (reason in TEMPORARY_REASONS):
+        raise ValueError(
+            f"reason {reason!r} {'needs' if expires_in is None else 'takes no'}"
+            " expiry: only a soft bounce's suppression expires."
         )
     if not isinstance(source, str) or not 0 < len(source) <= SOURCE_LENGTH:
         raise ValueError(
@@ -170,6 +188,7 @@ def suppress(
         "diagnostic": diagnostic,
         "first_seen": now,
         "last_seen": now,
+        "expires_at": None if expires_in is None else now + expires_in,
     }
     _upsert(state, state.suppressions, values)
     state.db.session.commit()
@@ -240,7 +259,11 @@ def suppressed(state: AppState, limit: int | None = None) -> list[Suppression]:
     """The rows of the list, the most recently seen first, at most
     ``limit``."""
     table = state.suppressions
-    query = select(table).order_by(table.c.last_seen.desc(), table.c.address)
+    query = (
+        select(table)
+        .where(_in_force(table))
+        .order_by(table.c.last_seen.desc(), table.c.address)
+    )
     if limit is not None:
         query = query.limit(limit)
     rows = _execute(state, query).all()

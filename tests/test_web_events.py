@@ -4,15 +4,18 @@ by ``CONFIRM_SNS_CERTIFICATES``), against the real database and Redis."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import typing as t
 
 import pytest
 from flask import Flask
+from freezegun import freeze_time
 
 from conftest import AppFactory
 from flask_confirm import ConfigError
 from flask_confirm import signals
+from flask_confirm import suppression
 from flask_confirm.web import events
 from sns_messages import CERT_URL
 from sns_messages import notification
@@ -321,3 +324,49 @@ def test_bad_event_config_is_a_config_error(
 ) -> None:
     with pytest.raises(ConfigError, match=key):
         make_app(**config)
+
+
+def test_three_soft_bounces_in_two_weeks_rest_the_address_a_week(
+    events_app: Flask, signer: Signer
+) -> None:
+    for i in range(3):
+        if i == 2:
+            assert not suppressed(events_app, "ada@example.org")
+        message = signer.sign(
+            notification(
+                Message=ses_bounce("ada@example.org", "Transient"),
+                MessageId=f"soft-{i}",
+                Timestamp=stamp(),
+            )
+        )
+        assert post(events_app, message).status_code == 200
+    assert suppressed(events_app, "ada@example.org")
+    with events_app.app_context():
+        state = events_app.extensions["confirm"]._get_state(events_app)
+        (row,) = suppression.suppressed(state)
+    assert row.reason == "soft_bounce"
+    # It expires: a week on, the address is mailed again.
+    with freeze_time(
+        dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=7, minutes=1)
+    ):
+        assert not suppressed(events_app, "ada@example.org")
+
+
+def test_a_soft_bounce_never_shortens_a_hard_one(
+    events_app: Flask, signer: Signer
+) -> None:
+    hard = signer.sign(
+        notification(Message=ses_bounce("ada@example.org"), Timestamp=stamp())
+    )
+    assert post(events_app, hard).status_code == 200
+    for i in range(3):
+        soft = signer.sign(
+            notification(
+                Message=ses_bounce("ada@example.org", "Transient"),
+                MessageId=f"soft-{i}",
+                Timestamp=stamp(),
+            )
+        )
+        assert post(events_app, soft).status_code == 200
+    with freeze_time(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30)):
+        assert suppressed(events_app, "ada@example.org")

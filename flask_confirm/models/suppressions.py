@@ -29,7 +29,11 @@ if t.TYPE_CHECKING:
     from sqlalchemy import MetaData
 
 #: Why an address is on the list.
-REASONS = ("hard_bounce", "complaint", "smtp_rejected", "manual")
+REASONS = ("hard_bounce", "complaint", "smtp_rejected", "manual", "soft_bounce")
+
+#: The reason of a suppression that expires (:data:`expires_at` set): an
+#: address that bounced softly again and again is rested, not dropped.
+TEMPORARY_REASONS = ("soft_bounce",)
 #: The longest ``source`` ("smtp", "ses", "cli", "api", ...).
 SOURCE_LENGTH = 32
 #: The longest diagnostic kept, as for ``confirmation_error``.
@@ -43,6 +47,7 @@ _COLUMNS = (
     "diagnostic",
     "first_seen",
     "last_seen",
+    "expires_at",
 )
 
 
@@ -90,4 +95,6 @@ def suppression_table(metadata: MetaData, name: str) -> Table:
         Column("diagnostic", String(DIAGNOSTIC_LENGTH), nullable=True),
         Column("first_seen", timestamp_type(), nullable=False),
         Column("last_seen", timestamp_type(), nullable=False),
+        # NULL: for good; else the end of a rest after repeated soft bounces.
+        Column("expires_at", timestamp_type(), nullable=True),
     )
