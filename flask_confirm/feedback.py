@@ -28,6 +28,7 @@ from .addresses import canonical_email
 from .addresses import lookup_keys
 from .models import primary_key
 from .models import target_address
+from .models import utcnow
 from .state import current_app_object
 
 if t.TYPE_CHECKING:
@@ -106,6 +107,9 @@ def apply(state: AppState, event: SESEvent, *, source: str = "ses") -> None:
                 )
     elif event.kind == "delivery":
         logger.debug("Delivered (%s mail).", event.mail_kind or "a")
+        if DELIVERED_AT in state.user_model.__mapper__.attrs:
+            for recipient in event.recipients:
+                _record_delivery(state, recipient.address)
     elif event.kind in ("reject", "rendering_failure"):
         logger.error(
             "The provider did not send a %s mail: %s (%s).",
@@ -149,6 +153,23 @@ def _count_soft_bounce(
             diagnostic=diagnostic,
             expires_in=SOFT_REST,
         )
+
+
+#: The optional column a user model may map to keep when its confirmation
+#: mail was last delivered (an SES ``Delivery`` event).
+DELIVERED_AT = "confirmation_delivered_at"
+
+
+def _record_delivery(state: AppState, address: str) -> None:
+    """Stamp :data:`DELIVERED_AT` on the users whose sent confirmation went
+    to ``address``, and commit."""
+    keys = set(lookup_keys(address))
+    attribute = state.settings.email_attribute
+    for user in store.users_at(state, address):
+        owed_to = target_address(user, attribute)
+        if user.confirmation_state == "sent" and owed_to.lower() in keys:
+            setattr(user, DELIVERED_AT, utcnow())
+    state.db.session.commit()
 
 
 def _fail_owed(

@@ -370,3 +370,58 @@ def test_a_soft_bounce_never_shortens_a_hard_one(
         assert post(events_app, soft).status_code == 200
     with freeze_time(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30)):
         assert suppressed(events_app, "ada@example.org")
+
+
+def test_a_delivery_is_kept_where_the_model_has_the_column(
+    redis_url: str, signer: Signer, tmp_path: t.Any
+) -> None:
+    """An app whose model maps ``confirmation_delivered_at`` gets it stamped
+    when SES reports the confirmation delivered; others are untouched."""
+    import sqlalchemy as sa
+    from flask_sqlalchemy import SQLAlchemy
+
+    from flask_confirm import Confirm
+    from flask_confirm import ConfirmableMixin
+    from testapp import BASE_CONFIG
+
+    app = Flask("delivered_test_app")
+    app.config.update(
+        BASE_CONFIG,
+        CONFIRM_REDIS_URL=redis_url,
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'delivered.sqlite'}",
+        CONFIRM_SES_EVENTS=True,
+        CONFIRM_SES_EVENT_TOPICS=[TOPIC],
+        CONFIRM_SNS_CERTIFICATES={CERT_URL: signer.pem.decode()},
+    )
+    db = SQLAlchemy(app)
+
+    class Member(ConfirmableMixin, db.Model):  # type: ignore[name-defined,misc]
+        id = db.Column(db.Integer, primary_key=True)
+        email = db.Column(db.String(320), unique=True, nullable=False)
+        confirmation_delivered_at = db.Column(sa.DateTime(timezone=True))
+
+    Confirm(app, db=db, user_model=Member)
+    with app.app_context():
+        db.create_all()
+        db.session.add(
+            Member(
+                email="ada@example.org",
+                confirmation_requested_at=time_ago(60),
+                confirmation_sent_at=time_ago(59),
+            )
+        )
+        db.session.commit()
+    delivery = json.dumps(
+        {
+            "notificationType": "Delivery",
+            "delivery": {"recipients": ["ada@example.org"], "smtpResponse": "250 ok"},
+            "mail": {"messageId": "m", "destination": ["ada@example.org"]},
+        }
+    )
+    message = signer.sign(notification(Message=delivery, Timestamp=stamp()))
+    assert post(app, message).status_code == 200
+    with app.app_context():
+        member = db.session.scalars(sa.select(Member)).one()
+        assert member.confirmation_delivered_at is not None
+        db.session.remove()
+        db.engine.dispose()
