@@ -17,6 +17,7 @@ from .errors import TokenError
 from .errors import TokenExpired
 from .errors import TokenInvalid
 from .extension import Confirm
+from .faults import AddressSuppressed
 from .faults import PermanentSendError
 from .faults import TransientSendError
 from .models import ConfirmableDataclassMixin
@@ -25,6 +26,7 @@ from .senders import EmailMessage
 from .senders import Sender
 
 __all__ = [
+    "AddressSuppressed",
     "ConfigError",
     "Confirm",
     "ConfirmError",

@@ -13,6 +13,7 @@ refused, since no mail reaches them.
 
 from __future__ import annotations
 
+import typing as t
 import unicodedata
 
 import email_validator
@@ -28,6 +29,7 @@ NOT_AN_ADDRESS = N_("That does not look like an email address.")
 TOO_LONG = N_("That email address is too long.")
 BAD_DOMAIN = N_("The domain of that address is not valid.")
 EMPTY = N_("Please enter your email address.")
+UNDELIVERABLE = N_("The domain of that address does not accept mail.")
 
 
 class InvalidEmail(ConfirmError, ValueError):
@@ -69,6 +71,27 @@ def normalize_email(raw: str) -> str:
     return str(valid.normalized)
 
 
+def check_deliverable(email: str, resolver: t.Any) -> None:
+    """Check that the domain of ``email`` (normalised) accepts mail: it has
+    an MX record that is not a null MX (RFC 7505), or, lacking one, a
+    global address, as ``email-validator`` checks it, through ``resolver``
+    (a dnspython resolver with a cache, so a domain costs one lookup).
+
+    A lookup that times out or finds no server says nothing, and passes:
+    only a definite answer refuses an address.
+
+    :raises InvalidEmail: the domain does not exist or accepts no mail.
+    """
+    try:
+        email_validator.validate_email(
+            email, check_deliverability=True, dns_resolver=resolver
+        )
+    except email_validator.EmailUndeliverableError:
+        raise InvalidEmail(UNDELIVERABLE) from None
+    except email_validator.EmailNotValidError:
+        raise InvalidEmail(_message(email)) from None
+
+
 def lookup_keys(email: str) -> list[str]:
     """What ``lower()`` of a stored address must be for it to be ``email``:
     the forms a row may hold it in, lower-cased as a database lowers them.
@@ -97,6 +120,20 @@ def lookup_keys(email: str) -> list[str]:
         forms = [normal, f"{local}@{ascii_domain}"]
     keys = {key for form in forms for key in (form.lower(), _ascii_lower(form))}
     return sorted(keys)
+
+
+def canonical_email(email: str) -> str:
+    """The one spelling of ``email`` that a table keyed by address stores
+    (the suppression list): :func:`normalize_email`'s form (the domain in
+    Unicode, so the punycode spelling is the same address), lower-cased
+    throughout, as lookups compare addresses without regard to case. An
+    ``email`` that is not a valid address is stripped and lower-cased, so
+    that even a row the app stored badly has one key.
+    """
+    try:
+        return normalize_email(email).lower()
+    except InvalidEmail:
+        return email.strip().lower()
 
 
 def _ascii_lower(text: str) -> str:

@@ -5,7 +5,10 @@ Each send re-reads the user's row under a per-user lock in Redis, so a job
 run twice (a retry after a crash, two workers, a sweep racing a slow worker)
 sends once; renders the mail with a fresh link (:mod:`.mail.kinds`); keeps
 to the shared send rate; and records the outcome on the row, permanent
-failures apart from transient ones (:mod:`.faults`). With
+failures apart from transient ones (:mod:`.faults`). Before any provider is
+called, the addresses a job would mail are looked up on the suppression list
+(:mod:`.suppression`), in one query per job; a suppressed one is a permanent
+failure, and an SMTP server refusing a recipient for good puts it there. With
 :data:`CONFIRM_ASYNC` false the outbox calls these inline. Internal.
 """
 
@@ -22,16 +25,23 @@ from redis.exceptions import RedisError
 from rq import get_current_job
 from sqlalchemy import select
 
+from . import locks
+from . import pauses
 from . import signals
+from . import stats
+from . import suppression
+from .faults import AddressSuppressed
 from .faults import ConfirmationBusy
 from .faults import describe
 from .faults import is_permanent
 from .faults import is_throttling
 from .faults import redact
 from .faults import redacted
+from .faults import SendingPaused
 from .faults import TransientSendError
 from .mail import kinds
 from .mail.mime import check_recipient
+from .models import email_of
 from .models import primary_key
 from .models import utcnow
 from .state import current_app_object
@@ -52,13 +62,14 @@ def send_one(state: AppState, user_id: UserId) -> str | None:
 
     :raises ConfirmationBusy: another worker holds the user's lock.
     """
-    with _user_locks(state, [user_id]) as locked:
+    with locks.user_locks(state, [user_id]) as locked:
         if not locked:
             raise ConfirmationBusy(
                 f"Another worker is sending the confirmation for user {user_id!r}."
             )
         user = _load_users(state, locked).get(user_id)
-        sent = _send(state, user_id, user, in_batch=False)
+        blocked = suppression.owed(state, [user])
+        sent = _send(state, user_id, user, in_batch=False, blocked=blocked)
         if sent is None:
             return None
         _record_sent(state, [sent])  # under the lock, as in a batch
@@ -75,8 +86,9 @@ def send_batch(state: AppState, user_ids: list[UserId]) -> dict[str, int]:
     """
     counts = {"sent": 0, "skipped": 0, "failed": 0}
     transient = 0
-    with _user_locks(state, user_ids) as locked:
+    with locks.user_locks(state, user_ids) as locked:
         users = _load_users(state, locked)
+        blocked = suppression.owed(state, users.values())  # one query for all
         unrecorded: list[tuple[t.Any, str | None]] = []
         try:
             for user_id in user_ids:
@@ -88,7 +100,8 @@ def send_batch(state: AppState, user_ids: list[UserId]) -> dict[str, int]:
                     transient += 1
                     continue
                 try:
-                    sent = _send(state, user_id, users.get(user_id), in_batch=True)
+                    user = users.get(user_id)
+                    sent = _send(state, user_id, user, in_batch=True, blocked=blocked)
                 except Exception as e:
                     counts["failed"] += 1
                     if not is_permanent(e):
@@ -147,18 +160,30 @@ def _load_users(state: AppState, user_ids: t.Collection[UserId]) -> dict[UserId,
 
 def send_reset(state: AppState, user_id: UserId) -> str | None:
     """Mail a password reset link to the user with ``user_id``, if they are
-    still there and confirmed (see :func:`.tasks.send_reset_job`). The
-    provider's message id, or ``None`` when nothing was sent."""
+    still there and confirmed (see :func:`.tasks.send_reset_job`) and their
+    address is not suppressed. The provider's message id, or ``None`` when
+    nothing was sent."""
     user = state.db.session.get(state.user_model, state.key.value(user_id))
     message: EmailMessage | None = None
     if user is not None and user.email_confirmed and state.settings.password_reset:
         message = kinds.password_reset(state, user)
+    blocked = message is not None and suppression.is_suppressed(state, message.to)
     state.db.session.rollback()
     if message is None:
         logger.info("No password reset owed to user %r; nothing sent.", user_id)
         return None
+    if blocked:
+        # Nothing to record: a reset keeps no state on the user.
+        logger.info(
+            "The address of user %r is suppressed; no password reset sent.", user_id
+        )
+        return None
     try:
         message_id = _send_within_rate(state, message)
+    except SendingPaused as e:
+        # Nothing is stored for a reset: the user asks again.
+        logger.warning("Password reset for user %r not sent: %s", user_id, e)
+        return None
     except Exception as e:
         job = get_current_job()
         if is_permanent(e) and job is not None:
@@ -168,59 +193,10 @@ def send_reset(state: AppState, user_id: UserId) -> str | None:
             user_id,
             redact(describe(e), [message.to], _own(message)),
         )
+        suppression.learn_refusal(state, e, message.to, "password reset")
         raise redacted(e, [message.to], _own(message)) from None
     logger.info("Password reset for user %r sent (%s).", user_id, message_id)
     return message_id
-
-
-#: Deletes a lock only if it still holds our token (a lock that expired and
-#: was taken by another worker is not ours to delete). KEYS: the locks;
-#: ARGV: their tokens, in the same order.
-_RELEASE_LOCKS = """
-local released = 0
-for i, key in ipairs(KEYS) do
-    if redis.call('get', key) == ARGV[i] then
-        redis.call('del', key)
-        released = released + 1
-    end
-end
-return released
-"""
-
-
-@contextlib.contextmanager
-def _user_locks(
-    state: AppState, user_ids: t.Sequence[UserId]
-) -> t.Iterator[set[UserId]]:
-    """Take the per-user send locks of ``user_ids`` in one round trip, so two
-    jobs never send to one user at once; yield the ids whose lock was taken
-    (the others are being sent elsewhere) and release them in one round trip.
-    The locks expire with the job's own timeout (the per-user timeout times
-    the users, plus 5 s): as long as the job may still be running, no other
-    may send to its users; once RQ would give up on it, they are free. Not
-    needed (and Redis maybe absent) when jobs run inline."""
-    if not state.settings.is_async:
-        yield set(user_ids)
-        return
-    ttl = state.settings.job_timeout * max(1, len(user_ids)) + 5
-    keys = [f"flask-confirm:lock:{state.settings.queue}:{uid}" for uid in user_ids]
-    tokens = [os.urandom(16).hex() for _ in user_ids]
-    with state.redis.pipeline(transaction=False) as pipe:
-        for key, token in zip(keys, tokens, strict=True):
-            pipe.set(key, token, nx=True, ex=ttl)
-        taken = pipe.execute()
-    held = [i for i, ok in enumerate(taken) if ok]
-    try:
-        yield {user_ids[i] for i in held}
-    finally:
-        if held:
-            with contextlib.suppress(RedisError):
-                state.redis.eval(
-                    _RELEASE_LOCKS,
-                    len(held),
-                    *[keys[i] for i in held],
-                    *[tokens[i] for i in held],
-                )
 
 
 def _own(message: EmailMessage) -> list[str]:
@@ -243,9 +219,15 @@ def _send_within_rate(state: AppState, message: EmailMessage) -> str | None:
     # Before any sender sees it: a recipient no mail library can read as
     # one address fails for good here, whatever the sender would have done.
     check_recipient(message.to)
+    message_id = _send_rated(state, message)
+    stats.record(state, "sent", message.kind)
+    return message_id
+
+
+def _send_rated(state: AppState, message: EmailMessage) -> str | None:
     window = state.settings.send_rate
     if window is None or not state.settings.is_async:
-        return state.sender.send(message)
+        return pauses.send(state, message)
     limiter, scope = state.limiter, "send"
     queue = state.settings.queue
     for attempt in range(1, THROTTLE_ATTEMPTS + 1):
@@ -253,7 +235,7 @@ def _send_within_rate(state: AppState, message: EmailMessage) -> str | None:
         while (wait := limiter.hit(scope, queue, [window], member)) > 0:
             time.sleep(wait)
         try:
-            return state.sender.send(message)
+            return pauses.send(state, message)
         except Exception as e:
             if not is_throttling(e) or attempt == THROTTLE_ATTEMPTS:
                 raise
@@ -264,12 +246,22 @@ def _send_within_rate(state: AppState, message: EmailMessage) -> str | None:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _send_change_notice(state: AppState, user: t.Any) -> None:
+def _send_change_notice(
+    state: AppState, user: t.Any, blocked: t.Mapping[str, str]
+) -> None:
     """Tell the current address that a change to ``pending_email`` was asked
     for: once per request, however often the link to the new address is
     retried or swept (:func:`_claim_notice`). Best effort: the old mailbox
     may well be gone, which must not hold up the change. A notice that
-    failed for now is tried again with the link's next attempt."""
+    failed for now is tried again with the link's next attempt; none goes
+    to a suppressed address (``blocked``, from :func:`.suppression.owed`)."""
+    if suppression.reason_of(blocked, email_of(user, state.settings.email_attribute)):
+        logger.info(
+            "The current address of user %r is suppressed; no email change"
+            " notice sent.",
+            primary_key(user),
+        )
+        return
     key = _claim_notice(state, user)
     if key is False:
         logger.info(
@@ -288,6 +280,7 @@ def _send_change_notice(state: AppState, user: t.Any) -> None:
             primary_key(user),
             redact(describe(e), [message.to], _own(message)),
         )
+        suppression.learn_refusal(state, e, message.to, "email change notice")
 
 
 def _claim_notice(state: AppState, user: t.Any) -> str | t.Literal[False] | None:
@@ -322,12 +315,16 @@ def _send(
     user: t.Any,
     *,
     in_batch: bool,
+    blocked: t.Mapping[str, str],
 ) -> tuple[t.Any, str | None] | None:
     """Send the confirmation owed to ``user`` (read by :func:`_load_users`;
     ``None`` if gone), if any. Returns ``(user, message_id)`` with
     ``confirmation_sent_at`` set but not committed (:func:`_record_sent` does
     that), or ``None`` if nothing was owed. A failure is recorded on the user
-    and raised; in a batch it leaves the job's retries to the others."""
+    and raised; in a batch it leaves the job's retries to the others. An
+    address in ``blocked`` (:func:`.suppression.owed`) fails for good as
+    :class:`.AddressSuppressed`, before any provider call: no link to it,
+    and no change notice either, since the change cannot be confirmed."""
     db = state.db
     if user is None or user.confirmation_state != "requested":
         logger.info("No confirmation owed to user %r; nothing sent.", user_id)
@@ -336,10 +333,20 @@ def _send(
 
     app = current_app_object()
     message = kinds.confirmation(state, user)
-    if user.pending_email is not None:
-        _send_change_notice(state, user)
+    reason = suppression.reason_of(blocked, message.to)
+    if reason is None and user.pending_email is not None:
+        _send_change_notice(state, user, blocked)
     try:
+        if reason is not None:
+            raise AddressSuppressed(reason)
         message_id = _send_within_rate(state, message)
+    except SendingPaused as e:
+        # The account, not this user: the confirmation stays owed (state
+        # "requested"), no retry is spent, and the sweeper queues it again.
+        user.confirmation_error = f"paused: {e}"
+        db.session.commit()
+        logger.info("Confirmation for user %r deferred: %s", user_id, e)
+        return None
     except Exception as e:
         # No rollback: in a batch, the session holds sends not yet recorded.
         permanent = is_permanent(e)
@@ -353,6 +360,7 @@ def _send(
         if permanent:
             user.confirmation_failed_at = utcnow()
         db.session.commit()
+        suppression.learn_refusal(state, e, message.to, "confirmation")
         logger.warning(
             "Sending the confirmation for user %r failed (%s, %s): %s",
             user_id,

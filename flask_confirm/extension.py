@@ -15,12 +15,14 @@ from . import links
 from . import logins
 from . import outbox
 from . import store
+from . import suppression
 from .mail import kinds
 from .models import ConfirmableMixin
 from .models import primary_key
 from .outbox import bulk
 from .state import get_state
 from .state import Hooks
+from .suggestions import suggest
 from .wiring import set_up
 
 if t.TYPE_CHECKING:
@@ -50,15 +52,9 @@ _MailLocaleT = t.TypeVar("_MailLocaleT", bound="MailLocale")
 class Confirm(t.Generic[UserT]):
     """Email-address confirmation for a Flask application.
 
-    .. code-block:: python
-
-        confirm = Confirm()
-        confirm.init_app(app, db=db, user_model=User)
-
-        # in the registration view, after committing the new user:
-        confirm.send_confirmation(user)
-
-    One instance may serve several applications; everything that belongs to an
+    ``confirm = Confirm(); confirm.init_app(app, db=db, user_model=User)``,
+    then ``confirm.send_confirmation(user)`` in the registration view. One
+    instance may serve several applications; everything that belongs to an
     application is kept per application, not on the instance. It is generic
     over the user model: ``Confirm(app, db=db, user_model=User)`` is a
     ``Confirm[User]``; declare ``confirm: Confirm[User] = Confirm()`` when the
@@ -67,8 +63,8 @@ class Confirm(t.Generic[UserT]):
     :param app: call :meth:`init_app` with it straight away.
     :param db: the Flask-SQLAlchemy extension that holds ``user_model``.
     :param user_model: the user model, a :class:`.ConfirmableMixin` subclass.
-    :param dashboard_auth: see :meth:`dashboard_auth`.
-    :param user_loader: see :meth:`user_loader`.
+    :param dashboard_auth: see :meth:`dashboard_auth`; ``user_loader``: see
+        :meth:`user_loader`.
     :param password_setter: ``setter(user, password)`` stores a new password
         (hashing it) when :data:`CONFIRM_PASSWORD_RESET` is on; without one,
         the model's own ``set_password(password)`` method is called.
@@ -126,8 +122,7 @@ class Confirm(t.Generic[UserT]):
         )
 
     def _get_state(self, app: Flask | None = None) -> AppState:
-        """The state of ``app`` (default: the current app). Internal."""
-        return get_state(app)
+        return get_state(app)  # internal: the state of ``app``, or the current
 
     @property
     def sender(self) -> Sender:
@@ -142,15 +137,8 @@ class Confirm(t.Generic[UserT]):
 
     def dashboard_auth(self, func: _DashboardAuthT) -> _DashboardAuthT:
         """Register the callable that lets the current request see the RQ
-        dashboard when it returns true (or aborts, with a 401 say); without
-        one, the dashboard answers 403.
-
-        .. code-block:: python
-
-            @confirm.dashboard_auth
-            def is_admin() -> bool:
-                return current_user.is_authenticated and current_user.is_admin
-        """
+        dashboard when it returns true (or aborts, with a 401 say), such as
+        ``lambda: current_user.is_admin``; without one, it answers 403."""
         self._hooks.dashboard_auth = func
         return func
 
@@ -380,6 +368,42 @@ class Confirm(t.Generic[UserT]):
         (:func:`.addresses.lookup_keys`); among twins, a confirmed one first,
         then the earliest confirmed, then the lowest primary key."""
         return t.cast("UserT | None", store.find_user(get_state(), email))
+
+    def suggest(self, address: str) -> str | None:
+        """``address`` with its domain replaced by the common consumer domain
+        it is most likely a typo of (``ada@gmial.com``: ``ada@gmail.com``),
+        or ``None``: "did you mean ...?", as the resend form asks."""
+        return suggest(address)
+
+    def is_suppressed(self, address: str) -> bool:
+        """Whether ``address``, in any spelling, is on the suppression list,
+        which no mail goes to (see :ref:`suppression-list`)."""
+        return suppression.is_suppressed(get_state(), address)
+
+    def suppress(
+        self,
+        address: str,
+        reason: str,
+        *,
+        source: str = "api",
+        diagnostic: str | None = None,
+    ) -> None:
+        """Put ``address`` on the suppression list with ``reason``
+        (``"hard_bounce"``, ``"complaint"``, ``"smtp_rejected"``,
+        ``"manual"``), or record it as its latest, and **commit the
+        session**; the worker mails it nothing from then on.
+
+        :raises ValueError: an unknown ``reason``, or a ``source`` that is
+            empty or over 32 characters.
+        """
+        suppression.suppress(
+            get_state(), address, reason, source=source, diagnostic=diagnostic
+        )
+
+    def unsuppress(self, address: str) -> bool:
+        """Take ``address`` off the suppression list and commit; whether it
+        was on it (a failed confirmation to it goes out once asked again)."""
+        return suppression.unsuppress(get_state(), address)
 
     def login_id(self, user: UserT) -> str:
         """The id Flask-Login keeps for ``user`` while

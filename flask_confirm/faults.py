@@ -20,6 +20,25 @@ from .errors import ConfirmError
 
 #: SES error codes that will not change by trying again.
 SES_PERMANENT_CODES = frozenset({"MessageRejected", "InvalidParameterValue"})
+
+#: SES v2's answer to a request it cannot take: permanent when it is about
+#: the address (see :func:`is_permanent`), not when it is about the request.
+SES_BAD_REQUEST = "BadRequestException"
+
+#: What in a ``BadRequestException`` says the recipient's address is bad.
+_BAD_ADDRESS = re.compile(r"address|domain|local part|mailbox|recipient", re.I)
+#: ... unless it names the sender's, which is the app's configuration.
+_OUR_ADDRESS = re.compile(r"\bfrom\b|sender|source", re.I)
+
+#: SES refusing the account, not the message: every message would fail the
+#: same way until someone fixes the account (see :func:`is_account_refusal`).
+SES_ACCOUNT_CODES = frozenset(
+    {
+        "AccountSuspendedException",
+        "SendingPausedException",
+        "MailFromDomainNotVerifiedException",
+    }
+)
 #: SES error codes that mean "slow down".
 SES_THROTTLING_CODES = frozenset(
     {"Throttling", "ThrottlingException", "TooManyRequestsException"}
@@ -43,12 +62,35 @@ class InvalidRecipient(PermanentSendError, ValueError):
     """
 
 
+class AddressSuppressed(PermanentSendError):
+    """The recipient is on the suppression list (:meth:`.Confirm.suppress`),
+    so nothing was sent: the error :data:`.confirmation_failed` carries
+    then. ``str(error)`` is ``"suppressed: <reason>"``, which is also what
+    :attr:`.ConfirmableMixin.confirmation_error` says.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"suppressed: {reason}")
+        #: Why the address is suppressed: ``hard_bounce``, ``complaint``,
+        #: ``smtp_rejected`` or ``manual``.
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[AddressSuppressed], tuple[str]]:
+        # Pickled (by a job queue, a process pool) with its reason, not its text.
+        return (type(self), (self.reason,))
+
+
 class TransientSendError(SendError):
     """Sending failed for now: retry later."""
 
 
 class ConfirmationBusy(TransientSendError):
     """Another worker holds this confirmation's lock; try again later."""
+
+
+class SendingPaused(TransientSendError):
+    """Sending is paused for every worker: the provider refused the account
+    (:func:`is_account_refusal`). Nothing is wrong with the message."""
 
 
 def is_permanent(error: BaseException) -> bool:
@@ -60,7 +102,10 @@ def is_permanent(error: BaseException) -> bool:
       with every recipient refused 5xx, ``SMTPDataError`` 5xx). A 5xx to the
       login or the sender address is our configuration, not the recipient, and
       every other mail would fail the same way: transient, until fixed.
-    - SES: ``MessageRejected`` and ``InvalidParameterValue``.
+    - SES: ``MessageRejected`` and ``InvalidParameterValue`` (v1), and v2's
+      ``BadRequestException`` when its message is about the address (v2's
+      answer to a malformed recipient); one about anything else is our
+      request's fault, not the recipient's: transient, until fixed.
     """
     if isinstance(error, SendError):
         return isinstance(error, PermanentSendError)
@@ -70,7 +115,33 @@ def is_permanent(error: BaseException) -> bool:
     if isinstance(error, smtplib.SMTPDataError):
         return 500 <= error.smtp_code < 600
     code = _client_error_code(error)
+    if code == SES_BAD_REQUEST:
+        message = _client_error_message(error)
+        return bool(_BAD_ADDRESS.search(message)) and not _OUR_ADDRESS.search(message)
     return code in SES_PERMANENT_CODES
+
+
+def is_account_refusal(error: BaseException) -> str | None:
+    """The provider's code when ``error`` refuses the sending account itself
+    (SES: suspended, sending paused, MAIL FROM domain not verified), else
+    ``None``. No user is at fault, and no retry can succeed until the account
+    is fixed: sending pauses for every worker instead."""
+    code = _client_error_code(error)
+    return code if code in SES_ACCOUNT_CODES else None
+
+
+def recipient_refusal(error: BaseException) -> str | None:
+    """The server's reply when ``error`` is an SMTP server refusing the
+    recipient for good (``SMTPRecipientsRefused``, every reply 5xx, as
+    ``550 5.1.1 user unknown`` to ``RCPT``), else ``None``. That address
+    goes on the suppression list: mailing it again would be refused again,
+    and each refusal counts against the sender. A 5xx to the message
+    (``SMTPDataError``) is about the content, not the address: ``None``."""
+    if not isinstance(error, smtplib.SMTPRecipientsRefused) or not is_permanent(error):
+        return None
+    return "; ".join(
+        f"{code} {_decode(reply)}" for code, reply in error.recipients.values()
+    )
 
 
 def is_throttling(error: BaseException) -> bool:
@@ -81,7 +152,10 @@ def is_throttling(error: BaseException) -> bool:
 
 def describe(error: BaseException) -> str:
     """A short, log-safe description of ``error``: its type and the provider's
-    reply, never the message that was being sent."""
+    reply, never the message that was being sent. A suppressed address is
+    its own reason, ``suppressed: <reason>``."""
+    if isinstance(error, AddressSuppressed):
+        return str(error)
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         replies = "; ".join(
             f"{code} {_decode(reply)}" for code, reply in error.recipients.values()
@@ -104,6 +178,14 @@ def _client_error_code(error: BaseException) -> str | None:
         return None
     code = response.get("Error", {}).get("Code")
     return code if isinstance(code, str) else None
+
+
+def _client_error_message(error: BaseException) -> str:
+    response = getattr(error, "response", None)
+    if not isinstance(response, dict):
+        return ""
+    message = response.get("Error", {}).get("Message")
+    return message if isinstance(message, str) else ""
 
 
 def _decode(reply: bytes | str) -> str:

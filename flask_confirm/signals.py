@@ -104,13 +104,58 @@ password_reset = _signals.signal(
     """,
 )
 
+sending_paused = _signals.signal(
+    "sending-paused",
+    doc="""Sent when the provider refused the sending account itself (SES:
+    ``AccountSuspendedException``, ``SendingPausedException``,
+    ``MailFromDomainNotVerifiedException``) and every worker stops sending
+    for :data:`CONFIRM_SENDING_PAUSE` seconds. Nobody's confirmation fails
+    for it: what was owed stays owed, and the sweeper queues it again.
+
+    :param reason: the provider's error code.
+    :param until: when sending resumes (an aware UTC datetime).
+    :param error: the sender's exception.
+    """,
+)
+
+email_bounced = _signals.signal(
+    "email-bounced",
+    doc="""Sent when the provider reports that a mail to an address bounced
+    (SES events, :data:`CONFIRM_SES_EVENTS`). A permanent bounce has put
+    the address on the suppression list and failed the user's pending
+    confirmation or change.
+
+    :param user: the user with that address (current or pending), or
+        ``None`` if there is none.
+    :param address: the address that bounced.
+    :param permanent: a hard bounce (the address does not exist), not a
+        full mailbox or a server down.
+    :param diagnostic: what the receiving server said, or ``None``.
+    """,
+)
+
+email_complained = _signals.signal(
+    "email-complained",
+    doc="""Sent when a recipient marked a mail as spam (SES events); the
+    address is on the suppression list.
+
+    :param user: the user with that address, or ``None``.
+    :param address: the address that complained.
+    :param feedback_type: the complaint's type (``"abuse"``, ...), or
+        ``None``.
+    """,
+)
+
 __all__ = [
     "confirmation_failed",
     "confirmation_requested",
     "confirmation_sent",
+    "email_bounced",
     "email_change_requested",
     "email_changed",
+    "email_complained",
     "email_confirmed",
     "password_reset",
     "password_reset_requested",
+    "sending_paused",
 ]

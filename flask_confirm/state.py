@@ -20,18 +20,22 @@ import weakref
 
 from flask import current_app
 
+from .addresses import check_deliverable
+
 if t.TYPE_CHECKING:
     from flask import Flask
     from flask_sqlalchemy import SQLAlchemy
     from redis import Redis
     from rq import Queue
     from rq.job import Job
+    from sqlalchemy import Table
 
     from .config import Settings
     from .limits import RateLimiter
     from .logins import Binding
     from .models import UserKey
     from .senders import Sender
+    from .sns import CertificateStore
     from .tokens import TokenSerializer
 
 DashboardAuth = t.Callable[[], bool]
@@ -85,7 +89,25 @@ class AppState:
     #: How Flask-Login ids are stamped (:mod:`.logins`); ``None`` when
     #: :data:`CONFIRM_BIND_SESSIONS` is off.
     login_binding: Binding | None
+    #: The suppression list (:mod:`.models.suppressions`), in the user
+    #: model's metadata.
+    suppressions: Table
     hooks: Hooks = dataclasses.field(default_factory=Hooks)
+    #: The caching DNS resolver of :data:`CONFIRM_CHECK_DELIVERABILITY`;
+    #: ``None`` when it is off.
+    resolver: t.Any = None
+    #: The SNS signing certificates of :data:`CONFIRM_SES_EVENTS`; ``None``
+    #: when it is off.
+    sns_certificates: CertificateStore | None = None
+
+    def check_deliverable(self, email: str) -> None:
+        """With :data:`CONFIRM_CHECK_DELIVERABILITY`, refuse ``email`` if its
+        domain accepts no mail (:func:`.addresses.check_deliverable`).
+
+        :raises InvalidEmail: it does not.
+        """
+        if self.resolver is not None:
+            check_deliverable(email, self.resolver)
 
     def locale_for(self, user: t.Any) -> str | None:
         """The locale of ``user``'s mails, from the app's ``mail_locale``

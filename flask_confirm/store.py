@@ -88,11 +88,31 @@ def find_user(state: AppState, email: str) -> t.Any | None:
     return state.db.session.scalars(query.limit(1)).first()
 
 
+def users_at(state: AppState, address: str) -> list[t.Any]:
+    """The users whose current or pending address is ``address``, in any
+    spelling: whom a provider's report about it concerns."""
+    model = state.user_model
+    keys = lookup_keys(address)
+    column = getattr(model, state.settings.email_attribute)
+    query = select(model).where(
+        func.lower(column).in_(keys) | func.lower(model.pending_email).in_(keys)
+    )
+    return list(state.db.session.scalars(query.order_by(state.key.column)))
+
+
 def record_request(state: AppState, user: t.Any) -> None:
     """Record that a link is owed to ``user`` now, and commit: the durable
     half of a request, which the sweeper reads if the queue loses it."""
     user.confirmation_requested_at = utcnow()
     state.db.session.add(user)
+    state.db.session.commit()
+
+
+def record_failure(state: AppState, user: t.Any, reason: str) -> None:
+    """Record that ``user``'s confirmation failed for good, and why, and
+    commit."""
+    user.confirmation_error = reason
+    user.confirmation_failed_at = utcnow()
     state.db.session.commit()
 
 

@@ -14,6 +14,7 @@ import hmac
 import typing as t
 
 from rq import Queue
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -26,8 +27,12 @@ from .errors import ConfigError
 from .limits import RateLimiter
 from .models import ConfirmableMixin
 from .models import email_column
+from .models import suppression_table
 from .models import user_key
 from .senders import make_sender
+from .sns import CertificateStore
+from .sns import check_url
+from .sns import SNSMessageRefused
 from .state import AppState
 from .state import Hooks
 from .state import register
@@ -40,6 +45,8 @@ if t.TYPE_CHECKING:
     from flask import Flask
     from flask_sqlalchemy import SQLAlchemy
     from redis import Redis
+    from sqlalchemy import MetaData
+    from sqlalchemy import Table
 
     from .config import Settings
     from .state import PasswordSetter
@@ -137,7 +144,12 @@ def set_up(
             ],
         ),
         login_binding=login_binding,
+        suppressions=suppression_table(
+            _metadata(user_model), settings.suppression_table
+        ),
         hooks=hooks,
+        resolver=_resolver() if settings.check_deliverability else None,
+        sns_certificates=_certificates(settings) if settings.ses_events else None,
     )
     register(app, state)
     app.extensions["confirm"] = extension
@@ -161,6 +173,44 @@ def _register_entry_points(app: Flask, state: AppState) -> None:
         from .dashboard import mount_dashboard
 
         mount_dashboard(app, state)
+
+
+def _certificates(settings: Settings) -> CertificateStore:
+    """The SNS signing certificates, the pinned ones checked now: a URL SNS
+    would never sign from, or text that is not a certificate, is a mistake
+    better told at start-up than as every event refused."""
+    try:
+        import cryptography  # noqa: F401  (the signatures need it)
+    except ImportError:
+        raise ConfigError(
+            f"{Keys.SES_EVENTS} is on, but verifying SNS signatures needs the"
+            " cryptography package: install 'flask-confirm[ses]'."
+        ) from None
+    for url in settings.sns_certificates:
+        try:
+            check_url(url, "certificate URL")
+        except SNSMessageRefused as e:
+            raise ConfigError(f"{Keys.SNS_CERTIFICATES}: {url!r}: {e}") from None
+    try:
+        return CertificateStore(settings.sns_certificates)
+    except SNSMessageRefused as e:
+        raise ConfigError(f"{Keys.SNS_CERTIFICATES}: {e}") from None
+
+
+def _resolver() -> t.Any:
+    """A DNS resolver with a cache and a short timeout, for the MX lookups
+    of :data:`CONFIRM_CHECK_DELIVERABILITY`: a domain is looked up once, and
+    a slow DNS costs a request seconds at most."""
+    import email_validator
+
+    return email_validator.caching_resolver(timeout=3)
+
+
+def _metadata(model: type[t.Any]) -> MetaData:
+    """The metadata of ``model``'s table: the app's ``db``, or the bind the
+    model is on, so the suppression list lives beside the users."""
+    table = t.cast("Table", sa_inspect(model).local_table)
+    return table.metadata
 
 
 def _as_bytes(value: str | bytes) -> bytes:

@@ -434,6 +434,55 @@ def smtp_server(smtp_controller: Controller) -> SMTPServer:
     return SMTPServer(smtp_controller.hostname, smtp_controller.port, sink)
 
 
+@dataclasses.dataclass(frozen=True)
+class DKIMTestKey:
+    """An RSA key made for the test run, and its DNS record: the tests have
+    no DNS, so a stub answers for ``selector._domainkey.domain``."""
+
+    domain: str
+    selector: str
+    #: PKCS#8 PEM, as OpenSSL 3 writes it.
+    private_pem: str
+    #: The TXT record a domain would publish: ``v=DKIM1; k=rsa; p=...``.
+    record: bytes
+
+    @property
+    def config(self) -> dict[str, t.Any]:
+        return {
+            "CONFIRM_DKIM_DOMAIN": self.domain,
+            "CONFIRM_DKIM_SELECTOR": self.selector,
+            "CONFIRM_DKIM_PRIVATE_KEY": self.private_pem,
+        }
+
+    def dns(self, name: bytes | str, timeout: float = 5) -> bytes | None:
+        """dkimpy's ``dnsfunc``: the one mock here, a stub DNS that knows the
+        one record."""
+        if isinstance(name, bytes):
+            name = name.decode("ascii")
+        wanted = f"{self.selector}._domainkey.{self.domain}"
+        return self.record if name.rstrip(".").lower() == wanted else None
+
+
+@pytest.fixture(scope="session")
+def dkim_test_key() -> DKIMTestKey:
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode("ascii")
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    return DKIMTestKey("example.com", "mail2026", pem, record)
+
+
 # -- SES (moto server mode) ---------------------------------------------------
 
 
@@ -761,3 +810,78 @@ def new_context(
     yield make
     for context in contexts:
         context.close()
+
+
+# -- DNS ----------------------------------------------------------------------
+
+
+class DNSServer:
+    """A DNS server on 127.0.0.1 that answers from :attr:`records`, for the
+    MX lookups of ``CONFIRM_CHECK_DELIVERABILITY`` (there is no network here):
+    ``{(name, type): [rdata, ...]}``; a name with no record at all is
+    NXDOMAIN, one in :attr:`silent` gets no answer (a timeout)."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.records: dict[tuple[str, str], list[str]] = {}
+        self.silent: set[str] = set()
+        self.queries: list[tuple[str, str]] = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import dns.message
+        import dns.rcode
+        import dns.rdatatype
+        import dns.rrset
+
+        while True:
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            query = dns.message.from_wire(data)
+            question = query.question[0]
+            name = question.name.to_text().rstrip(".").lower()
+            rdtype = dns.rdatatype.to_text(question.rdtype)
+            self.queries.append((name, rdtype))
+            if name in self.silent:
+                continue
+            response = dns.message.make_response(query)
+            if not any(known == name for known, _ in self.records):
+                response.set_rcode(dns.rcode.NXDOMAIN)
+            elif rdatas := self.records.get((name, rdtype)):
+                response.answer.append(
+                    dns.rrset.from_text(question.name, 300, "IN", rdtype, *rdatas)
+                )
+            self.sock.sendto(response.to_wire(), peer)
+
+    def resolver(self) -> t.Any:
+        """A caching resolver that asks this server only, as
+        ``email_validator.caching_resolver`` makes them."""
+        import dns.resolver
+        import email_validator
+
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers = ["127.0.0.1"]
+        resolver.port = self.port
+        return email_validator.caching_resolver(timeout=1, dns_resolver=resolver)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture()
+def dns_server() -> cabc.Iterator[DNSServer]:
+    server = DNSServer()
+    server.records = {
+        ("example.org", "MX"): ["10 mx.example.org."],
+        ("mx.example.org", "A"): ["192.0.2.10"],
+        ("nomail.example.com", "MX"): ["0 ."],  # RFC 7505: accepts no mail
+    }
+    yield server
+    server.close()

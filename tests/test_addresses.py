@@ -11,7 +11,9 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
+from conftest import DNSServer
 from flask_confirm import ConfirmError
+from flask_confirm.addresses import check_deliverable
 from flask_confirm.addresses import InvalidEmail
 from flask_confirm.addresses import MAX_LENGTH
 from flask_confirm.addresses import MAX_LOCAL_LENGTH
@@ -298,3 +300,37 @@ def check_normalised(raw: str, email: str) -> None:
     assert "." in domain.encode("idna").decode()
     # Idempotent: the normalised form is its own normal form.
     assert normalize_email(email) == email
+
+
+# -- deliverability (CONFIRM_CHECK_DELIVERABILITY) ----------------------------
+
+
+def test_a_domain_that_accepts_mail_passes(dns_server: DNSServer) -> None:
+    resolver = dns_server.resolver()
+    check_deliverable("ada@example.org", resolver)
+    # Cached: a second address at the domain asks the server nothing.
+    asked = len(dns_server.queries)
+    check_deliverable("grace@example.org", resolver)
+    assert len(dns_server.queries) == asked
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "ada@nomail.example.com",  # null MX (RFC 7505)
+        "ada@gone.example.com",  # no such domain
+    ],
+)
+def test_a_domain_that_accepts_no_mail_is_refused(
+    dns_server: DNSServer, address: str
+) -> None:
+    with pytest.raises(InvalidEmail, match="does not accept mail"):
+        check_deliverable(address, dns_server.resolver())
+    assert dns_server.queries  # the server was asked: the answer is its
+
+
+def test_a_lookup_that_times_out_passes(dns_server: DNSServer) -> None:
+    """No answer is no proof: the address is let through."""
+    dns_server.silent.add("slow.example.com")
+    check_deliverable("ada@slow.example.com", dns_server.resolver())
+    assert ("slow.example.com", "MX") in dns_server.queries

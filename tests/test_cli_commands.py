@@ -1,8 +1,12 @@
-"""The ``flask confirm`` commands: send, resend-all and mark-confirmed."""
+"""The ``flask confirm`` commands: send, resend-all, mark-confirmed, suppressed
+and unsuppress."""
 
 from __future__ import annotations
 
 import typing as t
+
+from flask import Flask
+from freezegun import freeze_time
 
 from conftest import AppFactory
 from conftest import SMTPServer
@@ -117,3 +121,39 @@ def test_mark_confirmed_command_refuses_unknown_addresses(
     for args in ((), ("--existing", "ada@example.org")):
         usage = run_flask("confirm", "mark-confirmed", *args)
         assert usage.returncode == 2 and "--existing" in usage.stderr
+
+
+def test_suppressed_and_unsuppress_commands(db_app: Flask) -> None:
+    confirm = db_app.extensions["confirm"]
+    runner = db_app.test_cli_runner()
+    result = runner.invoke(args=["confirm", "suppressed"])
+    assert result.exit_code == 0 and result.output == "No suppressed addresses.\n"
+
+    with db_app.app_context():
+        with freeze_time("2030-01-01 12:00:00"):
+            confirm.suppress("ada@example.org", "hard_bounce", source="ses")
+        with freeze_time("2030-01-03 12:00:00"):
+            confirm.suppress("Bob@Example.org", "smtp_rejected", source="smtp")
+        with freeze_time("2030-01-02 12:00:00"):
+            confirm.suppress("carol@example.org", "manual", source="cli")
+    result = runner.invoke(args=["confirm", "suppressed"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "bob@example.org\tsmtp_rejected\tsmtp\t2030-01-03T12:00:00+00:00",
+        "carol@example.org\tmanual\tcli\t2030-01-02T12:00:00+00:00",
+        "ada@example.org\thard_bounce\tses\t2030-01-01T12:00:00+00:00",
+    ]
+    result = runner.invoke(args=["confirm", "suppressed", "--limit", "1"])
+    assert result.output.splitlines() == [
+        "bob@example.org\tsmtp_rejected\tsmtp\t2030-01-03T12:00:00+00:00"
+    ]
+    assert runner.invoke(args=["confirm", "suppressed", "--limit", "0"]).exit_code != 0
+
+    result = runner.invoke(args=["confirm", "unsuppress", "BOB@example.org"])
+    assert result.exit_code == 0, result.output
+    assert "BOB@example.org is no longer suppressed." in result.output
+    with db_app.app_context():
+        assert not confirm.is_suppressed("bob@example.org")
+        assert confirm.is_suppressed("carol@example.org")
+    again = runner.invoke(args=["confirm", "unsuppress", "bob@example.org"])
+    assert again.exit_code != 0 and "is not suppressed" in again.output

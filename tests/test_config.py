@@ -13,6 +13,7 @@ import pytest
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
+from conftest import DKIMTestKey
 from flask_confirm import ConfigError
 from flask_confirm import Confirm
 from flask_confirm import ConfirmableMixin
@@ -31,6 +32,25 @@ def test_defaults_are_filled_in() -> None:
     assert app.config[Keys.ON_GET] is False
     assert app.config[Keys.DASHBOARD_URL] == "/rq"
     assert app.config[Keys.FAILED_JOB_TTL] == 7 * 86400
+
+
+@pytest.mark.parametrize(
+    ("external_url", "site_name", "expected"),
+    [
+        ("https://app.example.test", None, "app.example.test"),
+        ("https://www.Example.com:8443/app", None, "example.com"),
+        ("https://xn--bcher-kva.example/", None, "bücher.example"),
+        ("https://app.example.test", "  Example Widgets ", "Example Widgets"),
+    ],
+)
+def test_site_name_defaults_to_the_external_host(
+    external_url: str, site_name: str | None, expected: str
+) -> None:
+    """The mails name the site: by CONFIRM_SITE_NAME, else by the host its
+    links point to, as a reader would type it."""
+    app = create_app(**{Keys.EXTERNAL_URL: external_url, Keys.SITE_NAME: site_name})
+    with app.app_context():
+        assert app.extensions["confirm"]._get_state().settings.site_name == expected
 
 
 @pytest.mark.parametrize(("testing", "expected"), [(True, False), (False, True)])
@@ -90,6 +110,9 @@ def test_async_defaults_to_not_testing(testing: bool, expected: bool) -> None:
             "is not one",
         ),
         ({Keys.QUEUE: ""}, Keys.QUEUE, "non-empty"),
+        ({Keys.SITE_NAME: ""}, Keys.SITE_NAME, "None for the host"),
+        ({Keys.SITE_NAME: 42}, Keys.SITE_NAME, "such as 'Example'"),
+        ({Keys.SITE_NAME: "Example\nBcc: x"}, Keys.SITE_NAME, "line break"),
         ({Keys.MESSAGES: "Welcome"}, Keys.MESSAGES, "'password_reset'"),
         ({Keys.MESSAGES: {"welcome": {}}}, Keys.MESSAGES, "'email_change'"),
         (
@@ -479,3 +502,211 @@ def test_redis_client_must_be_a_redis_client() -> None:
     with pytest.raises(ConfigError, match="decode_responses"):
         Confirm().init_app(app, db=db, user_model=User, redis=decoding)
     assert "confirm" not in app.extensions
+
+
+# -- SMTP: DKIM and the Return-Path -------------------------------------------
+
+
+def smtp_settings(**config: t.Any) -> t.Any:
+    app = create_app(**{Keys.SENDER: "smtp", **config})
+    return app.extensions["confirm"]._get_state(app).settings
+
+
+@pytest.mark.parametrize(
+    ("given", "missing"),
+    [
+        ([Keys.DKIM_DOMAIN], [Keys.DKIM_SELECTOR, Keys.DKIM_PRIVATE_KEY]),
+        ([Keys.DKIM_PRIVATE_KEY], [Keys.DKIM_DOMAIN, Keys.DKIM_SELECTOR]),
+        ([Keys.DKIM_DOMAIN, Keys.DKIM_SELECTOR], [Keys.DKIM_PRIVATE_KEY]),
+    ],
+)
+def test_dkim_keys_all_or_none(
+    dkim_test_key: DKIMTestKey, given: list[str], missing: list[str]
+) -> None:
+    config = {key: dkim_test_key.config[key] for key in given}
+    with pytest.raises(ConfigError) as info:
+        create_app(**{Keys.SENDER: "smtp", **config})
+    message = str(info.value)
+    assert all(f"{key} " in message.split("not set")[0] for key in missing)
+    assert all(key not in message.split("not set")[0] for key in given)
+    assert dkim_test_key.private_pem[40:80] not in message
+
+
+def test_no_dkim_keys_no_signing() -> None:
+    assert smtp_settings().dkim is None
+    assert smtp_settings(**{Keys.DKIM_DOMAIN: ""}).dkim is None
+
+
+def test_dkim_key_as_pem_text_bytes_or_file(
+    dkim_test_key: DKIMTestKey, tmp_path: Path
+) -> None:
+    pem = dkim_test_key.private_pem
+    path = tmp_path / "dkim.pem"
+    path.write_text(pem.replace("\n", "\r\n"))  # CRLF, as from Windows
+    loaded = []
+    for value in (pem, pem.encode(), path, str(path), f"  {path}\n"):
+        settings = smtp_settings(
+            **{**dkim_test_key.config, Keys.DKIM_PRIVATE_KEY: value}
+        )
+        loaded.append(settings.dkim.private_key)
+        assert settings.dkim.domain == "example.com"
+        assert settings.dkim.selector == "mail2026"
+        # Neither the settings' repr nor the key's shows the private key.
+        assert pem[40:80] not in repr(settings)
+        assert "private_key" not in repr(settings.dkim)
+    assert len(set(loaded)) == 1
+    assert b"\r" not in loaded[0]
+
+
+def test_dkim_domain_in_idna(dkim_test_key: DKIMTestKey) -> None:
+    settings = smtp_settings(
+        **{**dkim_test_key.config, Keys.DKIM_DOMAIN: "Bücher.example"}
+    )
+    assert settings.dkim.domain == "xn--bcher-kva.example"
+
+
+BEGIN, END = "-----BEGIN PRIVATE KEY-----", "-----END PRIVATE KEY-----"
+
+
+def _ed25519_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    return (
+        ed25519.Ed25519PrivateKey.generate()
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode("ascii")
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        f"{BEGIN}\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n{END}\n",
+        f"{BEGIN}\n!!!not base64 secret-key-material!!!\n{END}\n",
+        "ed25519",
+        "headerless",
+        "/no/such/secret-key-material.pem",
+        "a directory",
+        42,
+    ],
+)
+def test_dkim_key_that_does_not_load_is_a_config_error(
+    dkim_test_key: DKIMTestKey,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    value: t.Any,
+) -> None:
+    pem = dkim_test_key.private_pem
+    body = "".join(pem.splitlines()[1:-1])  # the key without its BEGIN line
+    value = {
+        "ed25519": _ed25519_pem(),
+        "headerless": body,
+        "a directory": str(tmp_path),
+    }.get(value, value)
+    with pytest.raises(ConfigError) as info:
+        smtp_settings(**{**dkim_test_key.config, Keys.DKIM_PRIVATE_KEY: value})
+    message = str(info.value)
+    assert Keys.DKIM_PRIVATE_KEY in message
+    # No chained exception (dkimpy's, or the OSError) carries it either.
+    assert info.value.__cause__ is None
+    assert info.value.__context__ is None or info.value.__suppress_context__
+    # Whatever was given is not repeated: it may be key material.
+    for secret in ("secret-key-material", "c2VjcmV0", body[:40], body[-40:]):
+        assert secret not in message
+        assert secret not in caplog.text
+
+
+def test_dkim_key_too_short_is_a_config_error(dkim_test_key: DKIMTestKey) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    # A 512-bit key, which cryptography no longer makes: from two fixed primes.
+    p = 88578024031666407903447491142587621470013181504411891263052369050367779038199
+    q = 115302506243371639159105756097970366451585469378876848279485220026610084414823
+    d = pow(65537, -1, (p - 1) * (q - 1))
+    numbers = rsa.RSAPrivateNumbers(
+        p,
+        q,
+        d,
+        rsa.rsa_crt_dmp1(d, p),
+        rsa.rsa_crt_dmq1(d, q),
+        rsa.rsa_crt_iqmp(p, q),
+        rsa.RSAPublicNumbers(65537, p * q),
+    )
+    pem = numbers.private_key().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,  # PKCS#1
+        serialization.NoEncryption(),
+    )
+    with pytest.raises(ConfigError, match=r"512 bits.*2048") as info:
+        smtp_settings(**{**dkim_test_key.config, Keys.DKIM_PRIVATE_KEY: pem})
+    assert pem.decode().splitlines()[1] not in str(info.value)
+
+
+def test_dkim_without_dkimpy_is_a_config_error(
+    dkim_test_key: DKIMTestKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # dkimpy is installed; its absence is staged, as for boto3 above.
+    monkeypatch.setitem(sys.modules, "dkim", None)
+    monkeypatch.setitem(sys.modules, "dkim.crypto", None)
+    with pytest.raises(ConfigError, match=r"need dkimpy.*\[smtp\]"):
+        smtp_settings(**dkim_test_key.config)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fix"),
+    [
+        (Keys.DKIM_DOMAIN, "not a domain", "'example.com'"),
+        (Keys.DKIM_DOMAIN, 42, "'example.com'"),
+        (Keys.DKIM_SELECTOR, "mail/2026", "selector"),
+        (Keys.DKIM_SELECTOR, ["mail"], "selector"),
+    ],
+)
+def test_bad_dkim_domain_or_selector(
+    dkim_test_key: DKIMTestKey, key: str, value: t.Any, fix: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        smtp_settings(**{**dkim_test_key.config, key: value})
+    assert key in str(info.value)
+    assert fix in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("", None),
+        ("bounces@example.com", "bounces@example.com"),
+        ("bounces@Example.COM", "bounces@example.com"),
+        ("bounces@bücher.example", "bounces@xn--bcher-kva.example"),
+        ("mail.bounces@example.com", "mail.bounces@example.com"),
+    ],
+)
+def test_return_path_is_checked_and_kept(value: t.Any, expected: str | None) -> None:
+    assert smtp_settings(**{Keys.RETURN_PATH: value}).return_path == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "bounces",
+        "bounces+x@example.com",  # the tag goes after the "+"
+        "Bounces <bounces@example.com>",
+        "<bounces@example.com>",
+        "bouncés@example.com",
+        '"b b"@example.com',
+        "bounces@",
+        "bounces@exa mple.com",
+        42,
+    ],
+)
+def test_bad_return_path_is_a_config_error(value: t.Any) -> None:
+    with pytest.raises(ConfigError) as info:
+        smtp_settings(**{Keys.RETURN_PATH: value})
+    assert Keys.RETURN_PATH in str(info.value)
+    assert "'bounces@example.com'" in str(info.value)

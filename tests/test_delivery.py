@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections.abc as cabc
 import contextlib
+import logging
 import signal
 import subprocess
 import time
@@ -13,6 +14,7 @@ import typing as t
 
 import pytest
 import redis
+import sqlalchemy as sa
 from flask import Flask
 from rq.registry import FailedJobRegistry
 from rq.registry import FinishedJobRegistry
@@ -23,9 +25,15 @@ from conftest import SESServer
 from conftest import SMTPServer
 from conftest import SMTPSink
 from conftest import wait_for
+from flask_confirm import AddressSuppressed
 from flask_confirm import signals
+from flask_confirm.state import get_state
+from flask_confirm.suppression import suppressed
+from testapp import change_email
+from testapp import confirmed_user
 from testapp import models
 from testapp import ok
+from testapp import outbox
 from testapp import recipients
 from testapp import register_users
 from testapp import Run
@@ -96,7 +104,24 @@ def test_permanent_rejection_is_not_retried(
     assert "gone@example.org" in listing and "550" in listing
     assert "failed         1" in ok(run_flask("confirm", "status"))
 
+    # The refusal put the address on the suppression list, with the reply.
+    assert "gone@example.org\tsmtp_rejected\tsmtp\t" in ok(
+        run_flask("confirm", "suppressed")
+    )
+    with app.app_context():
+        (row,) = suppressed(get_state())
+    assert row.diagnostic == "550 5.1.1 No such user here"
+
+    # Retried, it is not mailed again: it fails as suppressed, before any
+    # provider call, however the server would answer now.
     sink.failures = 0
+    assert "Queued 1 " in ok(run_flask("confirm", "retry-failed"))
+    ok(run_flask("confirm-worker", "--burst"))
+    assert sink.attempts == 1 and server.messages == []
+    assert user_state(app, user_id) == ("failed", "suppressed: smtp_rejected")
+
+    # Taken off the list by hand, it is mailed on the next request.
+    ok(run_flask("confirm", "unsuppress", "Gone@example.org"))
     assert "Queued 1 " in ok(run_flask("confirm", "retry-failed"))
     ok(run_flask("confirm-worker", "--burst"))
     assert recipients(server) == {"gone@example.org": 1}
@@ -378,8 +403,9 @@ def test_batch_job_keeps_per_user_rules(
 def test_batch_job_reads_once_and_records_in_groups(
     make_app: AppFactory, async_config: dict[str, t.Any], redis_url: str
 ) -> None:
-    """A batch of 50 reads its rows in one SELECT, and commits its sends ten
-    at a time: the round trips that bulk speed depends on."""
+    """A batch of 50 reads its rows in one SELECT (and the suppression list
+    in one more), and commits its sends ten at a time: the round trips that
+    bulk speed depends on."""
     import sqlalchemy as sa
 
     from flask_confirm.delivery import RECORD_EVERY
@@ -408,7 +434,7 @@ def test_batch_job_reads_once_and_records_in_groups(
     with app.app_context():
         assert send_batch_job(ids) == {"sent": 50, "skipped": 0, "failed": 0}
         assert len(app.extensions["confirm"].sender.outbox) == 50
-    assert statements.count("SELECT") == 1
+    assert statements.count("SELECT") == 2
     assert RECORD_EVERY == 10
     assert len(commits) == 5
     with app.app_context():
@@ -522,3 +548,152 @@ def test_change_notice_goes_once_per_request(
     assert client.post("/change-email", data=data).status_code == 200
     ok(run_flask("confirm-worker", "--burst"))
     assert recipients(server) == {"ada@example.org": 3, "ada@new.example.org": 2}
+
+
+# -- the suppression list -------------------------------------------------------
+
+
+def suppress(app: Flask, address: str, reason: str = "hard_bounce") -> None:
+    with app.app_context():
+        app.extensions["confirm"].suppress(address, reason, source="ses")
+
+
+def test_suppressed_address_is_never_mailed(
+    make_app: AppFactory,
+    async_config: dict[str, t.Any],
+    smtp_server: SMTPServer,
+    run_flask: Run,
+    redis_client: redis.Redis,
+) -> None:
+    """A permanent failure before any provider call, its job not retried;
+    the sweeper, resend-all and retry-failed queue it, and it fails again,
+    unmailed."""
+    async_config.update(smtp_server.config)
+    app = make_app()
+    suppress(app, "Ada@Example.org")
+    (user_id,) = register_users(app, "ada@example.org")
+    ok(run_flask("confirm-worker", "--burst"))
+    assert smtp_server.messages == [] and smtp_server.sink.connections == 0
+    assert user_state(app, user_id) == ("failed", "suppressed: hard_bounce")
+    (job_id,) = FailedJobRegistry("confirm", connection=redis_client).get_job_ids()
+    with app.app_context():
+        job = app.extensions["confirm"].queue.fetch_job(job_id)
+    assert job.retries_left == 0
+    result = job.latest_result()
+    assert result is not None and "suppressed: hard_bounce" in result.exc_string
+
+    assert "Queued 0 " in ok(run_flask("confirm", "sweep", "--older-than", "0"))
+    assert "Queued 1 " in ok(run_flask("confirm", "resend-all", "--unconfirmed"))
+    ok(run_flask("confirm-worker", "--burst"))
+    assert "Queued 1 " in ok(run_flask("confirm", "retry-failed"))
+    ok(run_flask("confirm-worker", "--burst"))
+    assert smtp_server.messages == []
+    assert user_state(app, user_id) == ("failed", "suppressed: hard_bounce")
+
+
+def test_suppressed_address_signals_a_permanent_failure(
+    make_app: AppFactory, smtp_server: SMTPServer
+) -> None:
+    app = make_app(**smtp_server.config)
+    suppress(app, "ada@example.org", "complaint")
+    with captured(signals.confirmation_failed, app) as failed:
+        (user_id,) = register_users(app, "ada@example.org")
+    (call,) = failed
+    assert call["user_id"] == user_id and call["permanent"] is True
+    assert isinstance(call["error"], AddressSuppressed)
+    assert call["error"].reason == "complaint"
+    assert str(call["error"]) == "suppressed: complaint"
+    assert smtp_server.messages == []
+
+
+def test_one_suppression_query_per_job(
+    make_app: AppFactory, async_config: dict[str, t.Any]
+) -> None:
+    """A batch of six, one of them suppressed: the others are sent, and the
+    list is read once for the batch (two SELECTs in all: the users, the
+    list), not once per user; a single job reads it once too."""
+    from flask_confirm.tasks import send_batch_job
+    from flask_confirm.tasks import send_confirmation_job
+
+    async_config.update(CONFIRM_SENDER="memory")
+    app = make_app()
+    db, User = models(app)["db"], models(app)["User"]
+    with app.app_context():
+        users = [User(email=f"user{i}@example.org") for i in range(6)]
+        db.session.add_all(users)
+        db.session.commit()
+        ids = [u.id for u in users]
+        for user in users:
+            user.confirmation_requested_at = time_ago(1)
+        db.session.commit()
+        app.extensions["confirm"].suppress("USER3@example.org", "complaint")
+        selects: list[str] = []
+
+        def record(*args: t.Any) -> None:
+            if args[2].lstrip().upper().startswith("SELECT"):
+                selects.append(args[2])
+
+        sa.event.listen(db.engine, "before_cursor_execute", record)
+    with app.app_context():
+        assert send_batch_job(ids) == {"sent": 5, "skipped": 0, "failed": 1}
+        sent = [m.to for m in app.extensions["confirm"].sender.outbox]
+    assert sent == [f"user{i}@example.org" for i in (0, 1, 2, 4, 5)]
+    assert len(selects) == 2
+    assert sum("confirm_suppressions" in q for q in selects) == 1
+    assert user_state(app, ids[3]) == ("failed", "suppressed: complaint")
+    assert user_state(app, ids[4])[0] == "sent"
+
+    with app.app_context():
+        db.session.get(User, ids[0]).confirmation_requested_at = time_ago(-1)
+        db.session.commit()
+    selects.clear()
+    with app.app_context():
+        assert send_confirmation_job(ids[0]) == "memory-6"
+    assert len(selects) == 2
+    assert sum("confirm_suppressions" in q for q in selects) == 1
+
+
+def test_change_notice_skips_a_suppressed_address(make_app: AppFactory) -> None:
+    """The old address suppressed: the link goes to the new one, no notice
+    to the old. The new address suppressed: nothing goes to either, and the
+    link fails for good."""
+    app = make_app()
+    client = app.test_client()
+    (user_id,) = register_users(app, "ada@example.org")
+    with app.app_context():
+        user = models(app)["db"].session.get(models(app)["User"], user_id)
+        user.email_confirmed_at = user.confirmation_sent_at
+        models(app)["db"].session.commit()
+    suppress(app, "ada@example.org")
+    change_email(app, client, user_id, "ada@new.example.org")
+    assert [(m.to, m.subject) for m in outbox(app)][1:] == [
+        ("ada@new.example.org", "Confirm your new email address")
+    ]
+    assert user_state(app, user_id)[0] == "sent"
+
+    with app.app_context():
+        app.extensions["confirm"].unsuppress("ada@example.org")
+    suppress(app, "ada@newer.example.org", "smtp_rejected")
+    change_email(app, client, user_id, "ada@newer.example.org")
+    assert len(outbox(app)) == 2
+    assert user_state(app, user_id) == ("failed", "suppressed: smtp_rejected")
+
+
+def test_password_reset_skips_a_suppressed_address(
+    reset_app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nothing is sent, it is logged, and the form answers as for anyone."""
+    client = reset_app.test_client()
+    confirmed_user(reset_app, client, "ada@example.org", "a password 123")
+    suppress(reset_app, "ada@example.org")
+    before = len(outbox(reset_app))
+    visitor = reset_app.test_client()
+    with caplog.at_level(logging.INFO, logger="flask_confirm"):
+        blocked = visitor.post("/confirm/reset", data={"email": "ada@example.org"})
+    unknown = visitor.post("/confirm/reset", data={"email": "nobody@example.org"})
+    assert len(outbox(reset_app)) == before
+    assert "is suppressed; no password reset sent" in caplog.text
+    assert (blocked.status_code, blocked.get_data()) == (
+        unknown.status_code,
+        unknown.get_data(),
+    )

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import pickle
 import smtplib
 
 import pytest
 from botocore.exceptions import ClientError
 from botocore.exceptions import EndpointConnectionError
 
+from flask_confirm.faults import AddressSuppressed
 from flask_confirm.faults import ConfirmationBusy
 from flask_confirm.faults import describe
 from flask_confirm.faults import is_permanent
 from flask_confirm.faults import PermanentSendError
+from flask_confirm.faults import recipient_refusal
 from flask_confirm.faults import redact
 from flask_confirm.faults import redacted
 from flask_confirm.faults import TransientSendError
@@ -35,6 +38,7 @@ def client_error(code: str, status: int = 400) -> ClientError:
         client_error("MessageRejected"),
         client_error("InvalidParameterValue"),
         PermanentSendError("bounced"),
+        AddressSuppressed("hard_bounce"),
     ],
 )
 def test_permanent(error: BaseException) -> None:
@@ -88,6 +92,37 @@ def test_transient(error: BaseException) -> None:
 )
 def test_describe(error: BaseException, text: str) -> None:
     assert describe(error) == text
+
+
+def test_a_suppressed_address_is_its_own_reason() -> None:
+    error = AddressSuppressed("complaint")
+    assert describe(error) == str(error) == "suppressed: complaint"
+    assert error.reason == "complaint"
+    copy = pickle.loads(pickle.dumps(error))
+    assert (str(copy), copy.reason) == ("suppressed: complaint", "complaint")
+
+
+@pytest.mark.parametrize(
+    ("error", "refusal"),
+    [
+        (
+            smtplib.SMTPRecipientsRefused({"a@x.test": (550, b"5.1.1 No such user")}),
+            "550 5.1.1 No such user",
+        ),
+        (
+            smtplib.SMTPRecipientsRefused({"a@x.test": (553, "bad mailbox")}),
+            "553 bad mailbox",
+        ),
+        # Not the recipient, or not for good: the address stays mailable.
+        (smtplib.SMTPRecipientsRefused({"a@x.test": (450, b"4.2.0 Busy")}), None),
+        (smtplib.SMTPDataError(554, b"5.7.1 Message rejected as spam"), None),
+        (smtplib.SMTPSenderRefused(553, b"sender not allowed", "from@x.test"), None),
+        (PermanentSendError("bounced"), None),
+        (client_error("MessageRejected"), None),
+    ],
+)
+def test_recipient_refusal(error: BaseException, refusal: str | None) -> None:
+    assert recipient_refusal(error) == refusal
 
 
 def test_describe_is_bounded() -> None:

@@ -3,6 +3,7 @@ translation through Flask-Babel when the app uses it."""
 
 from __future__ import annotations
 
+import html
 import re
 import typing as t
 from pathlib import Path
@@ -64,8 +65,13 @@ def test_every_kind_has_both_parts(make_app: AppFactory) -> None:
     for kind, message in messages.items():
         assert message.sender == "no-reply@example.test"
         assert message.html.startswith("<!doctype html>"), kind
-        # Renders in mail clients: inline styles only, nothing fetched.
-        assert "<style" not in message.html and "<link" not in message.html, kind
+        # Renders in mail clients: inline styles, nothing fetched. The one
+        # <style> only adds the dark colours, so a client that drops it
+        # loses nothing it needs.
+        (style,) = re.findall(r"<style>(.*?)</style>", message.html, re.S)
+        assert "url(" not in style and "@import" not in style, kind
+        assert "prefers-color-scheme: dark" in style, kind
+        assert "<link" not in message.html, kind
         assert "<img" not in message.html and "<script" not in message.html, kind
         assert "src=" not in message.html, kind
         links = set(re.findall(r"https?://[^\s\"'<>]+", message.text))
@@ -325,3 +331,185 @@ def test_mail_is_addressed_to_the_user(app: Flask, client: FlaskClient) -> None:
     assert mail.sender == "no-reply@example.test"
     assert mail.subject == "Confirm your email address"
     assert "24 hours" in mail.text
+
+
+# -- what makes a mail trusted: the site, why it came, what to do --------------------
+
+#: The footer of each kind: why the reader got it.
+WHY = {
+    "confirm": (
+        "You received this because someone entered this address to sign up at %(site)s."
+    ),
+    "email_change": (
+        "You received this because someone asked at %(site)s to make this the"
+        " address of their account."
+    ),
+    "email_change_notice": (
+        "You received this because this address belongs to an account at"
+        " %(site)s whose address someone asked to change."
+    ),
+    "password_reset": (
+        "You received this because someone asked at %(site)s to reset the"
+        " password of the account for this address."
+    ),
+}
+
+#: The hidden line each kind's HTML starts with, for the mail list's preview.
+PREHEADERS = {
+    "confirm": "Confirm your address to finish signing up at %(site)s.",
+    "email_change": (
+        "Confirm ada@new.example.org as the new address of your account at %(site)s."
+    ),
+    "email_change_notice": (
+        "Someone asked to change the address of your account at %(site)s to"
+        " ada@new.example.org. Not you? Cancel it from this mail."
+    ),
+    "password_reset": (
+        "Your link to choose a new password at %(site)s, valid for 1 hour."
+    ),
+}
+
+
+def visible_text(page: str) -> str:
+    """The HTML part's text as a reader sees it, roughly: tags and the
+    hidden preheader out, entities and spaces folded."""
+    page = re.sub(r"<head>.*?</head>", " ", page, flags=re.S)
+    page = re.sub(r'<div style="display:none;[^"]*">.*?</div>', " ", page, flags=re.S)
+    page = re.sub(r"<!--.*?-->", " ", page, flags=re.S)
+    page = re.sub(r"<[^>]+>", " ", page)
+    return " ".join(html.unescape(page).split())
+
+
+@pytest.mark.parametrize(
+    ("config", "site"),
+    [
+        ({}, "app.example.test"),  # the host of CONFIRM_EXTERNAL_URL
+        ({"CONFIRM_SITE_NAME": "Example Widgets"}, "Example Widgets"),
+    ],
+)
+def test_site_name_and_why_in_both_parts(
+    make_app: AppFactory, config: dict[str, t.Any], site: str
+) -> None:
+    messages = render_all(make_app(CONFIRM_PASSWORD_RESET=True, **config))
+    assert set(messages) == set(WHY)
+    for kind, message in messages.items():
+        why = WHY[kind] % {"site": site}
+        shown = visible_text(message.html)
+        # The site names itself on top of the card, and says why below it.
+        assert shown.startswith(f"{site} "), (kind, shown[:80])
+        assert shown.endswith(why), (kind, shown[-200:])
+        # The text part ends the same way, under a signature line.
+        assert message.text.rstrip("\n").endswith(f"\n\n-- \n{site}\n{why}"), kind
+        # No other kind's reason leaks in.
+        for other, sentence in WHY.items():
+            if other != kind:
+                assert sentence % {"site": site} not in message.text, (kind, other)
+
+
+def test_site_name_is_escaped_in_html(make_app: AppFactory) -> None:
+    message = render_all(
+        make_app(CONFIRM_PASSWORD_RESET=True, CONFIRM_SITE_NAME="Tom & <Jerry>")
+    )["confirm"]
+    assert "Tom &amp; &lt;Jerry&gt;" in message.html
+    assert "<Jerry>" not in message.html
+    assert "Tom & <Jerry>\n" in message.text
+
+
+def test_preheader_is_first_and_hidden(make_app: AppFactory) -> None:
+    messages = render_all(make_app(CONFIRM_PASSWORD_RESET=True))
+    for kind, message in messages.items():
+        body = message.html.split("<body", 1)[1]
+        # The first element of the body, hidden from the reader (the browser
+        # test checks that it takes no room), carrying the kind's own line.
+        match = re.match(r'[^>]*>\s*<div style="([^"]*)">([^<]*)</div>', body)
+        assert match is not None, (kind, body[:300])
+        style, text = match.groups()
+        assert "display:none" in style and "max-height:0" in style, kind
+        assert "mso-hide:all" in style, kind
+        assert text == PREHEADERS[kind] % {"site": "app.example.test"}, kind
+        # The preheader is not the text part's business.
+        assert text not in message.text
+
+
+def test_a_template_without_a_preheader_has_none(
+    make_app: AppFactory, tmp_path: Path
+) -> None:
+    """An app's own mail that keeps the layout but sets no preheader gets no
+    empty hidden block (and still the generic footer)."""
+    folder = tmp_path / "flask_confirm" / "mail"
+    folder.mkdir(parents=True)
+    (folder / "confirm.html").write_text(
+        '{% extends "flask_confirm/mail/layout.html" %}'
+        "{% block heading %}Hi{% endblock %}"
+    )
+    app = make_app(CONFIRM_PASSWORD_RESET=True)
+    # As if made with Flask(..., template_folder=tmp_path).
+    app.template_folder = str(tmp_path)
+    app.__dict__.pop("jinja_loader", None)  # a cached_property of Flask's
+    message = render_all(app)["confirm"]
+    assert "display:none" not in message.html
+    assert visible_text(message.html).endswith(
+        "You received this because someone entered this address at app.example.test."
+    )
+
+
+def test_color_schemes_declared(make_app: AppFactory) -> None:
+    for kind, message in render_all(make_app(CONFIRM_PASSWORD_RESET=True)).items():
+        head = message.html.split("</head>", 1)[0]
+        assert '<meta name="color-scheme" content="light dark">' in head, kind
+        assert '<meta name="supported-color-schemes" content="light dark">' in head
+        assert "color-scheme: light dark; supported-color-schemes: light dark;" in head
+        # Fluid: no fixed width on any table, only a max-width.
+        assert not re.search(r'<table[^>]* width="\d+"[^>]*style', message.html)
+        assert "max-width:560px" in message.html, kind
+
+
+def test_change_notice_offers_this_was_not_me_in_both_parts(
+    make_app: AppFactory,
+) -> None:
+    notice = render_all(make_app(CONFIRM_PASSWORD_RESET=True))["email_change_notice"]
+    (cancel,) = re.findall(r"https?://\S+", notice.text)
+    assert "/confirm/cancel/" in cancel
+    # A button, and what happens when the reader does nothing.
+    ((href, label),) = re.findall(r'<a href="([^"]+)"[^>]*>([^<]+)</a>', notice.html)
+    assert (href, html.unescape(label)) == (cancel, "This wasn't me: cancel the change")
+    ignored = (
+        "If you ignore this message, the address changes as soon as someone"
+        " confirms it from ada@new.example.org."
+    )
+    assert ignored in visible_text(notice.html)
+    assert ignored in notice.text
+    # In the text part, the link comes right after what to do with it.
+    assert (
+        "If it was not, cancel the change with this link, then change your"
+        f" password:\n\n{cancel}\n"
+    ) in notice.text
+
+
+def test_pybabel_extracts_the_mails_strings() -> None:
+    """The templates' strings (the new footer and preheaders among them) are
+    marked with ``_``, so the ``babel.cfg`` of :doc:`emails` extracts them."""
+    package = Path(flask_confirm.__file__).parent
+    found = {
+        message
+        for _, _, message, _, _ in extract_from_dir(
+            str(package),
+            method_map=[
+                ("**/templates/**.html", "jinja2.ext:babel_extract"),
+                ("**/templates/**.txt", "jinja2.ext:babel_extract"),
+            ],
+        )
+    }
+    expected = {
+        *WHY.values(),
+        "You received this because someone entered this address at %(site)s.",
+        "Confirm your address to finish signing up at %(site)s.",
+        "Confirm %(email)s as the new address of your account at %(site)s.",
+        "Someone asked to change the address of your account at %(site)s to"
+        " %(new)s. Not you? Cancel it from this mail.",
+        "Your link to choose a new password at %(site)s, valid for %(duration)s.",
+        "If you ignore this message, the address changes as soon as someone"
+        " confirms it from %(new)s.",
+        "This wasn't me: cancel the change",
+    }
+    assert expected - found == set()

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from conftest import AppFactory
+from conftest import DNSServer
 from flask_confirm import EmailInUse
 from flask_confirm import InvalidEmail
 from flask_confirm import signals
@@ -161,3 +162,30 @@ def test_request_password_reset_needs_the_key(make_app: AppFactory) -> None:
         user = add_user(app)
         with pytest.raises(RuntimeError, match="CONFIRM_PASSWORD_RESET = True"):
             app.extensions["confirm"].request_password_reset(user)
+
+
+def test_an_undeliverable_address_fails_at_once_when_checked(
+    make_app: AppFactory, dns_server: DNSServer
+) -> None:
+    """With CONFIRM_CHECK_DELIVERABILITY a domain that accepts no mail is
+    not queued: the confirmation fails for good, as the bounce would have
+    made it, without the bounce."""
+    app = make_app(CONFIRM_CHECK_DELIVERABILITY=True)
+    confirm = app.extensions["confirm"]
+    confirm._get_state(app).resolver = dns_server.resolver()
+    with app.app_context():
+        good = add_user(app, "ada@example.org")
+        bad = add_user(app, "bob@nomail.example.com")
+        with captured(signals.confirmation_failed, app) as failed:
+            assert confirm.send_confirmation(good) is not None
+            assert confirm.send_confirmation(bad) is None
+        assert [m.to for m in confirm.sender.outbox] == ["ada@example.org"]
+        assert bad.confirmation_state == "failed"
+        assert bad.confirmation_error == (
+            "undeliverable: The domain of that address does not accept mail."
+        )
+        assert [(f["user_id"], f["permanent"]) for f in failed] == [(bad.id, True)]
+        # A change to such an address is refused before anything is recorded.
+        with pytest.raises(InvalidEmail, match="does not accept mail"):
+            confirm.request_email_change(good, "ada@gone.example.com")
+        assert good.pending_email is None

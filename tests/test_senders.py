@@ -25,6 +25,7 @@ from botocore.exceptions import ClientError
 from flask import Flask
 
 from conftest import AppFactory
+from conftest import DKIMTestKey
 from conftest import free_port
 from conftest import SESServer
 from conftest import SMTPServer
@@ -35,6 +36,7 @@ from flask_confirm import PermanentSendError
 from flask_confirm import Sender
 from flask_confirm import TransientSendError
 from flask_confirm.faults import is_permanent
+from flask_confirm.mail.verp import ReturnPath
 from flask_confirm.senders import ConsoleSender
 from flask_confirm.senders import MemorySender
 from flask_confirm.senders import SESSender
@@ -754,3 +756,210 @@ def test_smtp_times_out_on_a_silent_server(make_app: AppFactory) -> None:
         assert not thread.is_alive(), "the sender waited on a silent server"
     (error,) = raised
     assert isinstance(error, (TimeoutError, smtplib.SMTPServerDisconnected)), error
+
+
+# -- SMTP: mail that lands (auto-reply headers, DKIM, Return-Path) ------------
+
+
+def test_smtp_mail_says_it_is_auto_generated(
+    make_app: AppFactory, envelope_smtp: t.Callable[..., Controller]
+) -> None:
+    controller = envelope_smtp()
+    send_all(make_app(**smtp_config(controller)), message(), GERMAN)
+    sink: EnvelopeSink = controller.handler
+    for envelope, received in zip(sink.envelopes, sink.messages, strict=True):
+        headers, _, _ = envelope.content.partition(b"\r\n\r\n")
+        assert b"\r\nAuto-Submitted: auto-generated\r\n" in headers
+        assert b"\r\nX-Auto-Response-Suppress: All\r\n" in headers
+        assert received.get_all("Auto-Submitted") == ["auto-generated"]
+        # Unsigned, and the envelope sender is the From address.
+        assert b"DKIM-Signature" not in headers
+        assert envelope.mail_from == received["From"].addresses[0].addr_spec
+
+
+def test_flask_mail_dispatched_message_has_the_headers(
+    smtp_app: Flask, smtp_server: SMTPServer
+) -> None:
+    import flask_mail
+
+    seen: list[t.Any] = []
+
+    def record(app: Flask, message: t.Any) -> None:
+        seen.append(message)
+
+    flask_mail.email_dispatched.connect(record)
+    try:
+        send_all(smtp_app, message())
+    finally:
+        flask_mail.email_dispatched.disconnect(record)
+    (dispatched,) = seen
+    assert dispatched.extra_headers == {
+        "Auto-Submitted": "auto-generated",
+        "X-Auto-Response-Suppress": "All",
+    }
+
+
+def dkim_tags(raw: bytes) -> dict[str, str]:
+    """The tags of the first DKIM-Signature of ``raw``, white space removed."""
+    received = email.message_from_bytes(raw)
+    value = re.sub(r"\s+", "", str(received["DKIM-Signature"]))
+    return dict(tag.split("=", 1) for tag in value.split(";") if tag)
+
+
+def test_smtp_dkim_signature_verifies_as_received(
+    make_app: AppFactory,
+    envelope_smtp: t.Callable[..., Controller],
+    dkim_test_key: DKIMTestKey,
+) -> None:
+    """The bytes the SMTP server received verify with dkimpy against the
+    key's DNS record. No DNS here: ``dkim_test_key.dns`` is a stub that
+    answers for that one record (the only mock in this test)."""
+    import dkim
+
+    controller = envelope_smtp()
+    app = make_app(**smtp_config(controller, **dkim_test_key.config))
+    send_all(app, message(), GERMAN)
+    sink: EnvelopeSink = controller.handler
+    assert len(sink.envelopes) == 2
+    for envelope in sink.envelopes:
+        raw = envelope.content
+        assert raw.startswith(b"DKIM-Signature: ")
+        assert dkim.verify(raw, dnsfunc=dkim_test_key.dns)
+        tags = dkim_tags(raw)
+        assert (tags["d"], tags["s"], tags["a"]) == (
+            "example.com",
+            "mail2026",
+            "rsa-sha256",
+        )
+        assert tags["c"] == "relaxed/relaxed"
+        signed = tags["h"].lower().split(":")
+        for name in (
+            "from",
+            "to",
+            "subject",
+            "date",
+            "message-id",
+            "mime-version",
+            "content-type",
+            "auto-submitted",
+        ):
+            assert name in signed
+        assert signed.count("from") == 2  # over-signed: no From may be added
+        # A stable transfer encoding: nothing 8bit a server might convert.
+        assert raw.isascii()
+        assert b"Content-Transfer-Encoding: 8bit" not in raw
+        assert "BODY=8BITMIME" not in envelope.mail_options
+    # The non-ASCII bodies went quoted-printable, and read as they were.
+    received = sink.messages[1]
+    for part, body in zip(
+        received.iter_parts(), (GERMAN.text, GERMAN.html), strict=True
+    ):
+        assert part["Content-Transfer-Encoding"] == "quoted-printable"
+        assert content(part) == body
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(
+            lambda raw: raw.replace(b"/confirm/abc", b"/confirm/abd"), id="body"
+        ),
+        pytest.param(
+            lambda raw: raw.replace(b"Subject: Confirm", b"Subject: Confirn"),
+            id="subject",
+        ),
+        pytest.param(
+            lambda raw: raw.replace(
+                b"\r\nFrom: ", b"\r\nFrom: evil@example.net\r\nFrom: ", 1
+            ),
+            id="added-from",
+        ),
+        pytest.param(
+            lambda raw: raw.replace(b"\r\nTo: ada@", b"\r\nTo: eve@", 1), id="to"
+        ),
+    ],
+)
+def test_smtp_dkim_tampered_mail_fails_verification(
+    make_app: AppFactory,
+    envelope_smtp: t.Callable[..., Controller],
+    dkim_test_key: DKIMTestKey,
+    tamper: t.Callable[[bytes], bytes],
+) -> None:
+    import dkim
+
+    controller = envelope_smtp()
+    send_all(make_app(**smtp_config(controller, **dkim_test_key.config)), message())
+    (envelope,) = controller.handler.envelopes
+    raw = envelope.content
+    assert dkim.verify(raw, dnsfunc=dkim_test_key.dns)
+    tampered = tamper(raw)
+    assert tampered != raw
+    assert not dkim.verify(tampered, dnsfunc=dkim_test_key.dns)
+
+
+def test_smtp_dkim_fails_against_another_key(
+    make_app: AppFactory,
+    envelope_smtp: t.Callable[..., Controller],
+    dkim_test_key: DKIMTestKey,
+) -> None:
+    """The stub DNS is what decides: with another key's record, the same
+    bytes do not verify."""
+    import base64
+
+    import dkim
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = other.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    controller = envelope_smtp()
+    send_all(make_app(**smtp_config(controller, **dkim_test_key.config)), message())
+    (envelope,) = controller.handler.envelopes
+    assert dkim.verify(envelope.content, dnsfunc=dkim_test_key.dns)
+    assert not dkim.verify(envelope.content, dnsfunc=lambda name, timeout=5: record)
+
+
+def test_smtp_dkim_with_smtputf8(
+    make_app: AppFactory,
+    envelope_smtp: t.Callable[..., Controller],
+    dkim_test_key: DKIMTestKey,
+) -> None:
+    import dkim
+
+    controller = envelope_smtp(enable_SMTPUTF8=True)
+    unal = dataclasses.replace(GERMAN, to="ünal@bücher.example")
+    send_all(make_app(**smtp_config(controller, **dkim_test_key.config)), unal)
+    (envelope,) = controller.handler.envelopes
+    assert envelope.smtp_utf8
+    assert "ünal".encode() in envelope.content  # raw UTF-8 in the To header
+    assert b"Content-Transfer-Encoding: 8bit" not in envelope.content
+    assert dkim.verify(envelope.content, dnsfunc=dkim_test_key.dns)
+
+
+def test_smtp_return_path_is_the_tagged_envelope_sender(
+    make_app: AppFactory, envelope_smtp: t.Callable[..., Controller]
+) -> None:
+    controller = envelope_smtp()
+    app = make_app(**smtp_config(controller, CONFIRM_RETURN_PATH="bounces@example.com"))
+    recipients = ["ada@example.org", "ada+news@bücher.example"]
+    send_all(app, *(message(to=to) for to in recipients))
+    sink: EnvelopeSink = controller.handler
+    path = ReturnPath.of(
+        "bounces@example.com",
+        [app.config["SECRET_KEY"]],
+    )
+    named = []
+    for envelope, received in zip(sink.envelopes, sink.messages, strict=True):
+        assert envelope.mail_from.startswith("bounces+")
+        assert envelope.mail_from.endswith("@example.com")
+        assert envelope.mail_from.isascii()
+        assert "SMTPUTF8" not in envelope.mail_options
+        # The From header is unchanged: only the envelope sender is tagged.
+        assert received["From"] == "no-reply@example.test"
+        named.append(path.recipient_of(envelope.mail_from))
+    assert named == ["ada@example.org", "ada+news@xn--bcher-kva.example"]
+    # The tag is the recipient's own: it names nobody else.
+    assert sink.envelopes[0].mail_from != sink.envelopes[1].mail_from

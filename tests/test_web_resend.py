@@ -30,6 +30,7 @@ if t.TYPE_CHECKING:
     from werkzeug.test import TestResponse
 
     from conftest import AppFactory
+    from conftest import DNSServer
 
 
 # -- the resend page ------------------------------------------------------------
@@ -395,3 +396,74 @@ def test_json_rate_limited(make_app: AppFactory, redis_url: str) -> None:
     assert response.json is not None
     assert response.json["error"] == "rate_limited"
     assert response.json["retry_after"] == int(response.headers["Retry-After"]) > 0
+
+
+# -- typos and undeliverable domains --------------------------------------------
+
+
+def test_a_likely_typo_is_suggested_alike_for_every_address(
+    db_app: Flask, db_client: FlaskClient
+) -> None:
+    """The suggestion depends on what was typed only: registered or not, the
+    answer is the same, with ``did_you_mean`` in JSON and a one-press form
+    on the page."""
+    register(db_client, "ada@gmial.com")
+    visitor = db_app.test_client()
+    registered = visitor.post("/confirm/resend", json={"email": "ada@gmial.com"})
+    unknown = visitor.post("/confirm/resend", json={"email": "bob@gmial.com"})
+    assert registered.status_code == unknown.status_code == 200
+    assert registered.json is not None and unknown.json is not None
+    assert registered.json["did_you_mean"] == "ada@gmail.com"
+    assert unknown.json["did_you_mean"] == "bob@gmail.com"
+    assert {**registered.json, "did_you_mean": ""} == {
+        **unknown.json,
+        "did_you_mean": "",
+    }
+    # No typo, no key.
+    plain = visitor.post("/confirm/resend", json={"email": "eve@example.org"})
+    assert plain.json is not None and "did_you_mean" not in plain.json
+
+    page = text(visitor.post("/confirm/resend", data={"email": "carol@gmial.com"}))
+    assert "Did you mean carol@gmail.com?" in page
+    assert re.search(
+        r'<input type="hidden" name="email" value="carol@gmail.com">', page
+    )
+
+
+def test_an_address_refused_for_a_typo_gets_a_suggestion(client: FlaskClient) -> None:
+    response = client.post("/confirm/resend", json={"email": "ada@gmail"})
+    assert response.status_code == 400
+    assert response.json == {
+        "error": "invalid_email",
+        "message": response.json["message"],
+        "did_you_mean": "ada@gmail.com",
+    }
+
+
+def test_an_undeliverable_domain_is_refused_when_checked(
+    make_app: AppFactory, dns_server: DNSServer
+) -> None:
+    app = make_app(CONFIRM_CHECK_DELIVERABILITY=True)
+    app.extensions["confirm"]._get_state(app).resolver = dns_server.resolver()
+    client = app.test_client()
+    refused = client.post("/confirm/resend", json={"email": "ada@nomail.example.com"})
+    assert refused.status_code == 400
+    assert refused.json is not None
+    assert refused.json["error"] == "invalid_email"
+    assert refused.json["message"] == "The domain of that address does not accept mail."
+    accepted = client.post("/confirm/resend", json={"email": "ada@example.org"})
+    assert accepted.status_code == 200
+    assert ("nomail.example.com", "MX") in dns_server.queries
+
+
+def test_no_lookup_unless_asked(make_app: AppFactory, dns_server: DNSServer) -> None:
+    app = make_app()
+    assert app.extensions["confirm"]._get_state(app).resolver is None
+    client = app.test_client()
+    assert (
+        client.post(
+            "/confirm/resend", json={"email": "ada@nomail.example.com"}
+        ).status_code
+        == 200
+    )
+    assert dns_server.queries == []

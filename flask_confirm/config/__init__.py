@@ -6,8 +6,9 @@ of the package reads the frozen :class:`Settings` built by :func:`load` during
 message that names it instead of on the first registration.
 
 The key names and defaults are in :mod:`.keys`, :class:`Settings` and
-:func:`load` in :mod:`.settings`, the checks of each value in :mod:`.checks`
-and (URLs and origins) :mod:`.urls`. Everything is imported from here.
+:func:`load` in :mod:`.settings`, the checks of each value in :mod:`.checks`,
+:mod:`.urls` (URLs and origins) and :mod:`.smtp` (DKIM, the Return-Path).
+Everything is imported from here.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from .keys import MESSAGE_KINDS
 from .keys import SENDER_NAMES
 from .settings import load
 from .settings import Settings
+from .smtp import dkim_key
+from .smtp import DKIMKey
+from .smtp import return_path
 from .urls import DEFAULT_PORTS
 from .urls import origin_of
 
@@ -34,8 +38,11 @@ __all__ = [
     "MESSAGE_KINDS",
     "SENDER_NAMES",
     "SEND_WINDOW_MARGIN",
+    "DKIMKey",
     "Keys",
     "Settings",
+    "dkim_key",
     "load",
     "origin_of",
+    "return_path",
 ]

@@ -21,15 +21,21 @@ from .checks import _require_str
 from .checks import _retry_intervals
 from .checks import _send_rate
 from .checks import _subdomain
+from .events import _certificates
+from .events import _topics
 from .keys import APP_LAYOUT_CONTENT_SECURITY_POLICY
 from .keys import DEFAULTS
 from .keys import DEVELOPMENT_MAIL_FROM
 from .keys import Keys
 from .keys import SENDER_NAMES
+from .smtp import dkim_key
+from .smtp import DKIMKey
+from .smtp import return_path
 from .urls import _dashboard_origins
 from .urls import _dashboard_url
 from .urls import _external_url
 from .urls import _redis_url
+from .urls import _site_name
 from .urls import _url_prefix
 
 if t.TYPE_CHECKING:
@@ -58,11 +64,30 @@ class Settings:
     subdomain: str | None
     on_get: bool
     ses_region: str | None
+    #: The SES configuration set every message names (its event
+    #: destinations publish bounces and complaints); ``None``: none.
+    ses_configuration_set: str | None
+    #: Seconds every worker stops sending after the provider refused the
+    #: account itself (suspended, paused, MAIL FROM domain unverified).
+    sending_pause: int
+    #: Whether ``POST <prefix>/events/ses`` takes SES events from SNS.
+    ses_events: bool
+    #: The SNS topics whose messages it believes.
+    ses_event_topics: tuple[str, ...]
+    #: The limit on the endpoint, per client network.
+    ses_event_limit: tuple[Window, ...]
+    #: Pinned SNS signing certificates: URL to PEM.
+    sns_certificates: dict[str, str]
     #: A PEM file of the CA certificates to trust for the SMTP server's TLS
     #: certificate; ``None``: the system's.
     smtp_ca_file: str | None
     smtp_verify_tls: bool
     smtp_timeout: int
+    #: What the SMTP sender signs mail with; ``None``: unsigned.
+    dkim: DKIMKey | None
+    #: The base envelope sender of SMTP mail (``bounces@example.com``), which
+    #: each mail tags with its recipient; ``None``: the From address.
+    return_path: str | None
     dashboard_url: str | None
     #: The origins, besides :attr:`external_url`'s, whose pages may act on
     #: the dashboard, in :func:`origin_of`'s form.
@@ -90,9 +115,16 @@ class Settings:
     password_min_length: int
     #: The user model's attribute that holds the address.
     email_attribute: str
+    #: Whether a typed address's domain must accept mail (an MX lookup).
+    check_deliverability: bool
     #: Whether Flask-Login sessions and remember-me cookies are bound to the
     #: user's address and password hash (see :mod:`.logins`).
     bind_sessions: bool
+    #: The name of the suppression list's table (:mod:`.models.suppressions`).
+    suppression_table: str
+    #: The site's name as the mails show it (:data:`CONFIRM_SITE_NAME`, or
+    #: the host of :attr:`external_url`).
+    site_name: str
 
 
 def load(app: Flask) -> Settings:
@@ -139,6 +171,7 @@ def load(app: Flask) -> Settings:
     if isinstance(mail_from, tuple):  # Flask-Mail accepts (name, address).
         mail_from = f"{mail_from[0]} <{mail_from[1]}>"
 
+    external_url = _external_url(config.get(Keys.EXTERNAL_URL))
     return Settings(
         redis_url=_redis_url(config[Keys.REDIS_URL]),
         queue=_require_str(config, Keys.QUEUE),
@@ -147,7 +180,7 @@ def load(app: Flask) -> Settings:
         mail_from=str(mail_from),
         subject=_require_str(config, Keys.SUBJECT),
         token_max_age=_require_positive_int(config, Keys.TOKEN_MAX_AGE),
-        external_url=_external_url(config.get(Keys.EXTERNAL_URL)),
+        external_url=external_url,
         url_prefix=_url_prefix(config[Keys.URL_PREFIX]),
         redirect_url=_require_str(config, Keys.REDIRECT_URL),
         reset_redirect_url=_optional_str(config, Keys.RESET_REDIRECT_URL),
@@ -158,9 +191,17 @@ def load(app: Flask) -> Settings:
         subdomain=_subdomain(app, config[Keys.SUBDOMAIN]),
         on_get=bool(config[Keys.ON_GET]),
         ses_region=config[Keys.SES_REGION] or None,
+        ses_configuration_set=_optional_str(config, Keys.SES_CONFIGURATION_SET),
+        sending_pause=_require_positive_int(config, Keys.SENDING_PAUSE),
+        ses_events=_require_bool(config, Keys.SES_EVENTS),
+        ses_event_topics=_topics(config, bool(config[Keys.SES_EVENTS])),
+        ses_event_limit=_limit(config, Keys.SES_EVENT_LIMIT),
+        sns_certificates=_certificates(config),
         smtp_ca_file=_ca_file(config[Keys.SMTP_CA_FILE]),
         smtp_verify_tls=_require_bool(config, Keys.SMTP_VERIFY_TLS),
         smtp_timeout=_require_positive_int(config, Keys.SMTP_TIMEOUT),
+        dkim=dkim_key(config),
+        return_path=return_path(config),
         dashboard_url=_dashboard_url(config[Keys.DASHBOARD_URL]),
         dashboard_origins=_dashboard_origins(config[Keys.DASHBOARD_ORIGINS]),
         job_timeout=_require_positive_int(config, Keys.JOB_TIMEOUT),
@@ -185,5 +226,8 @@ def load(app: Flask) -> Settings:
         password_hash_attribute=_require_str(config, Keys.PASSWORD_HASH_ATTRIBUTE),
         password_min_length=_require_int(config, Keys.PASSWORD_MIN_LENGTH, minimum=1),
         email_attribute=_require_str(config, Keys.EMAIL_ATTRIBUTE),
+        check_deliverability=_require_bool(config, Keys.CHECK_DELIVERABILITY),
         bind_sessions=_require_bool(config, Keys.BIND_SESSIONS),
+        suppression_table=_require_str(config, Keys.SUPPRESSION_TABLE),
+        site_name=_site_name(config[Keys.SITE_NAME], external_url),
     )

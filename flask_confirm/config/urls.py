@@ -1,8 +1,10 @@
 """The checks of the configured URLs (Redis, the site, the pages' prefix, the
-dashboard) and of the dashboard's origins, with :func:`origin_of`."""
+dashboard) and of the dashboard's origins, with :func:`origin_of`, and the
+site's name, which defaults to the site URL's host."""
 
 from __future__ import annotations
 
+import contextlib
 import typing as t
 from urllib.parse import urlsplit
 
@@ -49,6 +51,30 @@ def _external_url(value: t.Any) -> str:
             f"{Keys.EXTERNAL_URL} = {value!r} must not have a query or fragment."
         )
     return str(value).rstrip("/")
+
+
+def _site_name(value: t.Any, external_url: str) -> str:
+    """The name the mails give the site: :data:`CONFIRM_SITE_NAME`, else the
+    host of ``external_url`` (``https://www.example.com:8443/app`` gives
+    ``example.com``), which is what a reader can check against the links."""
+    if value is None:
+        host = urlsplit(external_url).hostname or external_url
+        with contextlib.suppress(UnicodeError):
+            # Shown to people: an IDNA host in the form they typed.
+            host = host.encode("ascii").decode("idna")
+        return host.removeprefix("www.")
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(
+            f"{Keys.SITE_NAME} must be the site's name as a non-empty string (such"
+            f" as 'Example'), or None for the host of {Keys.EXTERNAL_URL};"
+            f" got {value!r}."
+        )
+    if "\r" in value or "\n" in value:
+        raise ConfigError(
+            f"{Keys.SITE_NAME} = {value!r} contains a line break; the mails show it"
+            " on one line: remove it."
+        )
+    return value.strip()
 
 
 def _url_prefix(value: t.Any) -> str:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
+#: The provider tag that names a message's :attr:`EmailMessage.kind` (the
+#: ``ses`` sender tags every message with it; SES's events give it back).
+KIND_TAG = "flask-confirm-kind"
+
 
 @dataclasses.dataclass(frozen=True)
 class EmailMessage:
@@ -26,3 +30,7 @@ class EmailMessage:
     text: str
     #: The HTML part.
     html: str
+    #: Which mail this is, one of :data:`.config.MESSAGE_KINDS` (``None`` for
+    #: a message made by hand): SES tags it with this, so that its events
+    #: say which kind bounced.
+    kind: str | None = None

@@ -56,11 +56,16 @@ def compose(
 ) -> EmailMessage:
     """Render the message of ``kind`` to ``to``, in ``locale`` (see
     :func:`.i18n.mail_locale`). ``context`` goes to both templates, with
-    ``to``, ``kind`` and, for a link valid for ``valid_for`` seconds,
-    ``expires_in`` and ``expires_in_words``. Internal."""
+    ``to``, ``kind``, ``site_name`` and ``site_url`` (so a reader can tell
+    which site wrote, and why: the first mail to an unverified address is
+    the one most often taken for phishing) and, for a link valid for
+    ``valid_for`` seconds, ``expires_in`` and ``expires_in_words``.
+    Internal."""
     fields = settings.messages.get(kind, {})
     default = settings.subject if kind == "confirm" else DEFAULT_SUBJECTS[kind]
     context.update(to=to, kind=kind)
+    context.setdefault("site_name", settings.site_name)
+    context.setdefault("site_url", settings.external_url)
     with mail_locale(locale):
         if valid_for is not None:
             context.update(validity(valid_for))
@@ -70,6 +75,7 @@ def compose(
             subject=gettext(fields.get("subject", default)),
             text=render(f"flask_confirm/mail/{kind}.txt", **context),
             html=render(f"flask_confirm/mail/{kind}.html", **context),
+            kind=kind,
         )
 
 

@@ -23,12 +23,23 @@ from ..config import Keys
 from ..faults import InvalidRecipient
 from ..faults import PermanentSendError
 from ..faults import TransientSendError
+from . import signing
 
 if t.TYPE_CHECKING:
     import smtplib
 
+    from ..config import DKIMKey
     from .message import EmailMessage
+    from .verp import ReturnPath
 
+
+#: On every mail: it was sent by a program, not a person (RFC 3834), so
+#: vacation and out-of-office responders, which would answer to a mailbox
+#: nobody reads, keep quiet; Exchange and Outlook read the second.
+AUTO_SUBMITTED_HEADERS = (
+    ("Auto-Submitted", "auto-generated"),
+    ("X-Auto-Response-Suppress", "All"),
+)
 
 #: The longest line, in octets before CRLF, a 7bit or 8bit body may have
 #: (RFC 5322, section 2.1.1); longer ones are sent quoted-printable.
@@ -215,6 +226,9 @@ class OutgoingMail:
 
     sender: _Address
     to: _Address
+    #: The envelope sender (MAIL FROM): the From address, or the recipient's
+    #: tagged :data:`CONFIRM_RETURN_PATH`.
+    mail_from: str
     subject: _Folded
     date: str
     message_id: str
@@ -222,13 +236,25 @@ class OutgoingMail:
     html: str
 
     @classmethod
-    def prepare(cls, message: EmailMessage, sender_address: str) -> OutgoingMail:
+    def prepare(
+        cls,
+        message: EmailMessage,
+        sender_address: str,
+        return_path: ReturnPath | None = None,
+    ) -> OutgoingMail:
         """Everything but the bytes of ``message``, sent from
-        ``sender_address`` (its From, or a default)."""
+        ``sender_address`` (its From, or a default), with ``return_path``'s
+        address for its recipient as the envelope sender if given."""
         sender = _address(sender_address, "sender")
+        to = _address(message.to, "recipient")
         return cls(
             sender=sender,
-            to=_address(message.to, "recipient"),
+            to=to,
+            mail_from=(
+                return_path.address_for(to.envelope)
+                if return_path is not None
+                else sender.envelope
+            ),
             subject=_subject(message.subject),
             date=email.utils.formatdate(localtime=True),
             # With a domain, make_msgid does not ask for the host's name.
@@ -237,11 +263,15 @@ class OutgoingMail:
             html=message.html,
         )
 
-    def render(self, host: smtplib.SMTP) -> tuple[bytes, list[str]]:
-        """The message's bytes and the MAIL FROM options, for ``host``."""
+    def render(
+        self, host: smtplib.SMTP, dkim: DKIMKey | None = None
+    ) -> tuple[bytes, list[str]]:
+        """The message's bytes and the MAIL FROM options, for ``host``;
+        signed with ``dkim`` if given, once the bytes are final, and then
+        with no 8bit body, which a server on the way might convert."""
         host.ehlo_or_helo_if_needed()
         options: list[str] = []
-        eight_bit = host.has_extn("8bitmime")
+        eight_bit = host.has_extn("8bitmime") and dkim is None
         if self.sender.international or self.to.international:
             if not host.has_extn("smtputf8"):
                 if self.sender.international:
@@ -255,7 +285,7 @@ class OutgoingMail:
                     " needs SMTPUTF8; the SMTP server does not offer it."
                 )
             options.append("SMTPUTF8")
-            eight_bit = True
+            eight_bit = dkim is None
         root = email.message.Message(policy=_POLICY)
         root["From"] = self.sender.header
         root["To"] = self.to.header
@@ -263,6 +293,8 @@ class OutgoingMail:
         root["Date"] = self.date
         root["Message-ID"] = self.message_id
         root["MIME-Version"] = "1.0"
+        for name, value in AUTO_SUBMITTED_HEADERS:
+            root[name] = value
         boundary = _boundary(self.text, self.html)
         root["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'
         for body, subtype in ((self.text, "plain"), (self.html, "html")):
@@ -283,7 +315,10 @@ class OutgoingMail:
             root.attach(part)
         if "SMTPUTF8" in options and "BODY=8BITMIME" not in options:
             options.append("BODY=8BITMIME")  # RFC 6531: SMTPUTF8 goes with it
-        return root.as_bytes(policy=_POLICY), options
+        data = root.as_bytes(policy=_POLICY)
+        if dkim is not None:
+            data = signing.sign(data, dkim)
+        return data, options
 
 
 def _boundary(*bodies: str) -> str:

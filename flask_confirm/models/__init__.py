@@ -2,7 +2,8 @@
 
 The mixins and the SQL form of their state are in :mod:`.mixin`, the column
 types and UTC times in :mod:`.columns`, the primary key that jobs and tokens
-carry in :mod:`.keys`, and a user row's address in :mod:`.users`. Everything
+carry in :mod:`.keys`, a user row's address in :mod:`.users`, and the
+suppression list's table in :mod:`.suppressions`. Everything
 is imported from here.
 """
 
@@ -23,6 +24,8 @@ from .keys import UserKey
 from .mixin import ConfirmableDataclassMixin
 from .mixin import ConfirmableMixin
 from .mixin import state_filters
+from .suppressions import REASONS
+from .suppressions import suppression_table
 from .users import email_column
 from .users import email_of
 from .users import target_address
@@ -30,6 +33,7 @@ from .users import target_address
 __all__ = [
     "EMAIL_LENGTH",
     "KEY_TYPES",
+    "REASONS",
     "TIME_COLUMNS",
     "ConfirmableDataclassMixin",
     "ConfirmableMixin",
@@ -42,6 +46,7 @@ __all__ = [
     "email_of",
     "primary_key",
     "state_filters",
+    "suppression_table",
     "target_address",
     "timestamp_type",
     "user_key",

@@ -14,12 +14,14 @@ import typing as t
 
 from .. import signals
 from .. import store
+from ..addresses import InvalidEmail
 from ..addresses import lookup_keys
 from ..addresses import normalize_email
 from ..config import Keys
 from ..errors import EmailInUse
 from ..models import email_of
 from ..models import primary_key
+from ..models import target_address
 from ..state import current_app_object
 from .queueing import dispatch
 
@@ -31,8 +33,25 @@ logger = logging.getLogger("flask_confirm")
 
 def request_link(state: AppState, user: t.Any) -> str | None:
     """Record that a link is owed to ``user`` (for the address in
-    :func:`.models.target_address`), commit, then queue it."""
+    :func:`.models.target_address`), commit, then queue it.
+
+    With :data:`CONFIRM_CHECK_DELIVERABILITY`, an address whose domain
+    accepts no mail is not queued: the confirmation fails for good at once
+    (``confirmation_error`` ``undeliverable: ...``, and
+    :data:`.confirmation_failed` with ``permanent=True``), as the provider
+    would have failed it, without the bounce."""
+    # Read before the commit expires the user: reading it after would load
+    # it again, in a transaction that an inline send's commit cannot change.
+    address = target_address(user, state.settings.email_attribute)
     store.record_request(state, user)
+    try:
+        state.check_deliverable(address)
+    except InvalidEmail as e:
+        store.record_failure(state, user, f"undeliverable: {e}")
+        signals.confirmation_failed.send(
+            current_app_object(), user=user, error=e, permanent=True
+        )
+        return None
     return dispatch(state, "confirm", primary_key(user))
 
 
@@ -78,7 +97,8 @@ def request_email_change(state: AppState, user: t.Any, new_email: str) -> str | 
     request however often the link is retried, and a notice the old
     mailbox refuses does not hold up the link.
 
-    :raises InvalidEmail: ``new_email`` is not a usable address.
+    :raises InvalidEmail: ``new_email`` is not a usable address (with
+        :data:`CONFIRM_CHECK_DELIVERABILITY`: or its domain accepts no mail).
     :raises EmailInUse: another user has that address already, in any
         spelling (:func:`.addresses.lookup_keys`: case, the punycode or
         Unicode form of the domain).
@@ -87,6 +107,7 @@ def request_email_change(state: AppState, user: t.Any, new_email: str) -> str | 
         could not be queued (the sweeper queues it later).
     """
     new_email = normalize_email(new_email)
+    state.check_deliverable(new_email)
     old_email = email_of(user, state.settings.email_attribute)
     if set(lookup_keys(new_email)) & set(lookup_keys(old_email)):
         raise ValueError("The new address is the user's current address.")

@@ -8,10 +8,14 @@ import logging
 import threading
 import typing as t
 
+from ..config import dkim_key
 from ..config import Keys
+from ..config import return_path
 from ..errors import ConfigError
 from ..mail.message import EmailMessage
+from ..mail.mime import AUTO_SUBMITTED_HEADERS
 from ..mail.mime import OutgoingMail
+from ..mail.verp import ReturnPath
 
 logger = logging.getLogger("flask_confirm")
 
@@ -50,6 +54,14 @@ class SMTPSender:
     whose local part is not ASCII needs a server that offers ``SMTPUTF8``;
     without it the recipient's raises :class:`.PermanentSendError` and the
     sender's (a configuration problem) :class:`.TransientSendError`.
+
+    Every mail says it was sent by a program (``Auto-Submitted:
+    auto-generated``, ``X-Auto-Response-Suppress: All``), so that
+    auto-responders do not answer it. With the ``CONFIRM_DKIM_*`` keys it is
+    DKIM-signed (its bodies then never ``8bit``), and with
+    :data:`CONFIRM_RETURN_PATH` its envelope sender is that address tagged
+    with the recipient (:mod:`flask_confirm.mail.verp`), so that bounces go
+    there, not to the From address.
     """
 
     def __init__(self, app: Flask) -> None:
@@ -65,6 +77,21 @@ class SMTPSender:
             flask_mail.Mail(app)
         self._tls = _tls_context(app)
         self._timeout: int = app.config[Keys.SMTP_TIMEOUT]
+        # Checked by init_app already; read again from the app, which is all
+        # a sender is given.
+        self._dkim = dkim_key(app.config)
+        base = return_path(app.config)
+        self._return_path = (
+            None
+            if base is None
+            else ReturnPath.of(
+                base,
+                [
+                    *(app.config.get("SECRET_KEY_FALLBACKS") or ()),
+                    t.cast("str | bytes", app.secret_key),
+                ],
+            )
+        )
         self._connection: _Connection | None = None
         #: Messages sent over the current connection, for ``MAIL_MAX_EMAILS``.
         self._sent = 0
@@ -109,7 +136,9 @@ class SMTPSender:
         return _Connection(host, mail.max_emails)
 
     def send(self, message: EmailMessage) -> str | None:
-        mail = OutgoingMail.prepare(message, message.sender or _default_sender())
+        mail = OutgoingMail.prepare(
+            message, message.sender or _default_sender(), self._return_path
+        )
         with self._lock:
             self._send(mail)
         if self._flask_mail.email_dispatched.receivers:
@@ -145,8 +174,8 @@ class SMTPSender:
             self._sent = 0
         host = self._connection.host
         if host is not None:  # None: MAIL_SUPPRESS_SEND
-            data, options = mail.render(host)
-            host.sendmail(mail.sender.envelope, [mail.to.envelope], data, options)
+            data, options = mail.render(host, self._dkim)
+            host.sendmail(mail.mail_from, [mail.to.envelope], data, options)
         self._sent += 1
         if self._sent == self._connection.max_emails:
             self.close()
@@ -162,6 +191,7 @@ class SMTPSender:
             body=message.text,
             html=message.html,
             sender=message.sender or None,
+            extra_headers=dict(AUTO_SUBMITTED_HEADERS),
         )
         flask_message.msgId = mail.message_id
         self._flask_mail.email_dispatched.send(

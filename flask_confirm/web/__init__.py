@@ -25,6 +25,7 @@ from werkzeug.wsgi import LimitedStream
 
 from . import confirm
 from . import email_change
+from . import events
 from . import resend
 from . import reset
 from .answers import HTTP_ERROR_CODES
@@ -77,6 +78,9 @@ def create_blueprint(settings: Settings) -> Blueprint:
         # request.max_content_length: Flask 3.0 makes it read-only, and the
         # app's own MAX_CONTENT_LENGTH, when smaller, is to hold here too.
         limit = settings.max_content_length
+        if request.endpoint == events.ENDPOINT:
+            # SNS posts whole SES reports, headers and all (256 KiB at most).
+            limit = events.MAX_BODY
         length = request.content_length
         if length is not None and length > limit:
             abort(413)
@@ -117,4 +121,6 @@ def create_blueprint(settings: Settings) -> Blueprint:
     if settings.password_reset:
         reset.register(bp, settings)
     email_change.register(bp, settings)
+    if settings.ses_events:
+        events.register(bp, settings)
     return bp

@@ -41,11 +41,15 @@ HTTP_ERROR_CODES = {
 
 
 class BadInput(Exception):
-    """A request the view must refuse with ``code`` and ``message``."""
+    """A request the view must refuse with ``code`` and ``message``, and
+    ``details`` to add to a JSON answer (those that are not ``None``)."""
 
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
+    def __init__(
+        self, code: str, message: str, status: int = 400, **details: t.Any
+    ) -> None:
         super().__init__(message)
         self.code, self.message, self.status = code, message, status
+        self.details = {k: v for k, v in details.items() if v is not None}
 
 
 def wants_json() -> bool:
@@ -61,7 +65,8 @@ def refuse(template: str, error: BadInput, **context: t.Any) -> ResponseReturnVa
     """Answer a refused request: JSON ``{"error", "message"}`` or the page
     with the message, with the error's status."""
     if wants_json():
-        return {"error": error.code, "message": error.message}, error.status
+        body = {"error": error.code, "message": error.message, **error.details}
+        return body, error.status
     return render(template, error=error.message, **context), error.status
 
 

@@ -21,6 +21,7 @@ from ..limits import fold_address
 from ..logins import current_user
 from ..models import primary_key
 from ..state import get_state
+from ..suggestions import suggest
 from .answers import BadInput
 from .answers import field
 from .answers import refuse
@@ -109,13 +110,23 @@ def request_by_address(
             {"Retry-After": str(retry_after)},
         )
     try:
-        email = normalize_email(field("email"))
-    except InvalidEmail as e:
-        # The form keeps what was typed, to be corrected rather than retyped.
-        typed = request.form.get("email") if not request.is_json else None
-        return refuse(template, BadInput("invalid_email", str(e)), email=typed)
+        typed = field("email")
     except BadInput as e:
         return refuse(template, e)
+    # From what was typed only, so it tells nothing about who is registered.
+    did_you_mean = suggest(typed)
+    try:
+        email = normalize_email(typed)
+        state.check_deliverable(email)
+    except InvalidEmail as e:
+        # The form keeps what was typed, to be corrected rather than retyped.
+        error = BadInput("invalid_email", str(e), did_you_mean=did_you_mean)
+        return refuse(
+            template,
+            error,
+            email=None if request.is_json else typed,
+            did_you_mean=did_you_mean,
+        )
     user = store.find_user(state, email)
     identifiers = [fold_address(email)]
     if user is not None:
@@ -125,8 +136,11 @@ def request_by_address(
         send(state, user)
     message = gettext(done_message)
     if wants_json():
-        return {"status": "accepted", "message": message}
-    return render(template, sent=message)
+        body = {"status": "accepted", "message": message}
+        if did_you_mean is not None:
+            body["did_you_mean"] = did_you_mean
+        return body
+    return render(template, sent=message, did_you_mean=did_you_mean)
 
 
 def _signed_in_address() -> str | None:
