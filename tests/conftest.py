@@ -861,15 +861,17 @@ class DNSServer:
             self.sock.sendto(response.to_wire(), peer)
 
     def resolver(self) -> t.Any:
-        """A caching resolver that asks this server only, as
-        ``email_validator.caching_resolver`` makes them."""
+        """A caching resolver that asks this server only, made as
+        ``email_validator.caching_resolver`` makes them (whose
+        ``dns_resolver`` argument email-validator 2.0 lacks)."""
         import dns.resolver
-        import email_validator
 
         resolver = dns.resolver.Resolver(configure=False)
         resolver.nameservers = ["127.0.0.1"]
         resolver.port = self.port
-        return email_validator.caching_resolver(timeout=1, dns_resolver=resolver)
+        resolver.cache = dns.resolver.LRUCache()
+        resolver.lifetime = 1
+        return resolver
 
     def close(self) -> None:
         self.sock.close()
