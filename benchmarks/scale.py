@@ -5,10 +5,10 @@ process, the workers' CPU time per mail (start-up included), and how busy
 the whole machine's CPUs were meanwhile, each compared with a single worker.
 The machine's core count bounds what more processes can give.
 
-Twice: with one job per user (as ``send_confirmation`` queues them), and with
-jobs of ``CONFIRM_BATCH_SIZE`` users (as bulk sends and sweeps, or
-``CONFIRM_COALESCE``, queue them), the latter with more mail since it drains
-faster.
+Twice: with one job per user (``CONFIRM_BATCH_SIZE`` 1), and with jobs of
+``CONFIRM_BATCH_SIZE`` users (as bulk sends and sweeps queue them, and as a
+backlog of ``send_confirmation`` forms them), the latter with more mail since
+it drains faster.
 """
 
 from __future__ import annotations

@@ -86,15 +86,28 @@ def send_batch(state: AppState, user_ids: list[UserId]) -> dict[str, int]:
     """
     counts = {"sent": 0, "skipped": 0, "failed": 0}
     transient = 0
+    # The users' locks expire CONFIRM_JOB_TIMEOUT per user after they are
+    # taken: no send starts with less than one user's time left on them, so
+    # a send never outlasts its lock (whatever timeout RQ gave the job).
+    budget = state.settings.job_timeout
+    last_start = time.monotonic() + budget * (len(user_ids) - 1)
     with locks.user_locks(state, user_ids) as locked:
         users = _load_users(state, locked)
         blocked = suppression.owed(state, users.values())  # one query for all
         unrecorded: list[tuple[t.Any, str | None]] = []
         try:
-            for user_id in user_ids:
+            for index, user_id in enumerate(user_ids):
                 if user_id not in locked:
                     logger.info(
                         "Confirmation for user %r is being sent elsewhere.", user_id
+                    )
+                    counts["failed"] += 1
+                    transient += 1
+                    continue
+                if index and time.monotonic() > last_start:
+                    logger.info(
+                        "Out of time for user %r in this job; the retry sends it.",
+                        user_id,
                     )
                     counts["failed"] += 1
                     transient += 1

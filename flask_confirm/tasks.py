@@ -15,6 +15,7 @@ import typing as t
 import weakref
 
 from flask import has_app_context
+from rq import get_current_job
 from rq.job import Job
 
 from . import delivery
@@ -116,9 +117,37 @@ def send_batch_job(user_ids: list[UserId]) -> dict[str, int]:
     return delivery.send_batch(_this_state(), user_ids)
 
 
+def send_group_job() -> str | dict[str, int] | None:
+    """Mail confirmation links to the users who joined this job while it
+    waited (:func:`.outbox.queueing.join`): what
+    :meth:`.Confirm.send_confirmation` queues. Runs in the worker.
+
+    A job that one user joined runs exactly as :func:`send_confirmation_job`
+    (a permanent failure fails the job, with no retry left); more run as
+    :func:`send_batch_job`. A retry, or a requeue from the dashboard,
+    carries the same users, and sends only what is still owed.
+
+    :return: the provider's message id for one user, counts of ``sent``,
+        ``skipped`` and ``failed`` for more.
+    """
+    state = _this_state()
+    job = get_current_job()
+    if job is None:  # pragma: no cover - RQ always sets it
+        raise RuntimeError("send_group_job runs only as an RQ job.")
+    user_ids = queueing.claim(state, job)
+    result: str | dict[str, int] | None
+    if len(user_ids) == 1:
+        result = delivery.send_one(state, user_ids[0])
+    else:
+        result = delivery.send_batch(state, user_ids)
+    queueing.release(state, job)
+    return result
+
+
 def drain_job() -> int:
-    """Queue the confirmations that :data:`CONFIRM_COALESCE` gathered as
-    batch jobs. Runs in the worker.
+    """Queue, as batch jobs, the confirmations that ``CONFIRM_COALESCE``
+    gathered for a drain job queued before batching became adaptive. Runs
+    in the worker.
 
     :return: how many confirmations it queued.
     """

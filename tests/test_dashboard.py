@@ -27,6 +27,7 @@ from conftest import free_port
 from conftest import serving
 from flask_confirm import Confirm
 from flask_confirm import ConfirmableMixin
+from flask_confirm.outbox import queueing
 from flask_confirm.tokens import address_digest
 from testapp import BASE_CONFIG
 
@@ -85,8 +86,10 @@ def queues_json(
 
 @pytest.fixture()
 def async_app(make_app: AppFactory) -> Flask:
-    """An app that queues its jobs in Redis (nothing works them off)."""
-    return make_app(CONFIRM_ASYNC=True)
+    """An app that queues its jobs in Redis (nothing works them off), one
+    confirmation per job (``CONFIRM_BATCH_SIZE`` 1), so that registering
+    users queues as many jobs."""
+    return make_app(CONFIRM_ASYNC=True, CONFIRM_BATCH_SIZE=1)
 
 
 # -- closed by default ------------------------------------------------------------
@@ -367,11 +370,16 @@ def test_job_data_holds_only_the_user_id(
     registered = register(client, EMAIL)
     user_id, job_id = registered["id"], registered["job_id"]
 
-    # The job itself, as stored in Redis.
+    # The job itself, as stored in Redis: no arguments at all; the ids of
+    # the users who join it wait in a list of its own.
     job = Job.fetch(job_id, connection=redis_client)
-    assert job.args == (user_id,)
+    assert job.args == ()
     assert job.kwargs == {}
     assert job.origin == "confirm"
+    # As it starts, the job records whom it carries in its meta.
+    with app.app_context():
+        state = confirm._get_state()
+        assert queueing.claim(state, job) == [user_id]
 
     # What a token for this user would contain (its payload is deterministic).
     User = app.extensions["test_models"]["User"]
@@ -391,16 +399,17 @@ def test_job_data_holds_only_the_user_id(
     assert jobs.json is not None
     (listed,) = jobs.json["jobs"]
     assert listed["id"] == job_id
-    assert str(user_id) in listed["description"]
+    assert listed["description"].startswith("confirmations for the users")
 
     info = client.get(f"/rq/0/data/job/{job_id}.json")
     assert info.status_code == 200
     assert info.json is not None
     assert info.json["id"] == job_id
     assert info.json["origin"] == "confirm"
-    assert str(user_id) in info.json["description"]
+    # The dashboard shows whom the job carries.
+    assert json.loads(info.json["metadata"]) == {"users": [user_id]}
     if full_args:
-        assert info.json["description"].endswith(f"send_confirmation_job({user_id})")
+        assert info.json["description"].endswith("send_group_job()")
 
     page = client.get(f"/rq/0/view/job/{job_id}")
     assert page.status_code == 200
@@ -564,7 +573,7 @@ def test_dns_rebinding_cannot_empty_the_queue(
     name is then pointed at the dashboard's address: the administrator's
     browser sends ``Host`` and ``Origin`` both naming the attacker's site,
     and its credentials. Only CONFIRM_EXTERNAL_URL's origin may act."""
-    app = make_app(CONFIRM_ASYNC=True)
+    app = make_app(CONFIRM_ASYNC=True, CONFIRM_BATCH_SIZE=1)
     confirm_of(app).dashboard_auth(basic_auth_check)
     three_jobs(app, redis_client)
     empty = "/rq/queue/confirm/queued/empty"
@@ -616,6 +625,7 @@ def test_dashboard_origins_adds_origins(
 ) -> None:
     app = make_app(
         CONFIRM_ASYNC=True,
+        CONFIRM_BATCH_SIZE=1,
         CONFIRM_DASHBOARD_ORIGINS=["https://Ops.Example.org:443/"],
     )
     confirm_of(app).dashboard_auth(basic_auth_check)
@@ -655,7 +665,7 @@ def test_dashboard_origins_adds_origins(
 def test_no_dashboard_answer_may_be_framed(
     make_app: AppFactory, path: str, auth: bool, status: int
 ) -> None:
-    app = make_app(CONFIRM_ASYNC=True)
+    app = make_app(CONFIRM_ASYNC=True, CONFIRM_BATCH_SIZE=1)
     confirm_of(app).dashboard_auth(basic_auth_check)
     headers = {"Authorization": basic_header()} if auth else {}
     with serving(app) as base:
@@ -667,7 +677,7 @@ def test_no_dashboard_answer_may_be_framed(
 
 @pytest.mark.parametrize("why", ["closed", "denied", "cross-site"])
 def test_refusals_may_not_be_framed_either(make_app: AppFactory, why: str) -> None:
-    app = make_app(CONFIRM_ASYNC=True)
+    app = make_app(CONFIRM_ASYNC=True, CONFIRM_BATCH_SIZE=1)
     if why != "closed":
         confirm_of(app).dashboard_auth(lambda: why == "cross-site")
     with serving(app) as base:
@@ -682,7 +692,7 @@ def test_refusals_may_not_be_framed_either(make_app: AppFactory, why: str) -> No
 def test_the_apps_own_policy_is_kept_beside_the_frame_policy(
     make_app: AppFactory,
 ) -> None:
-    app = make_app(CONFIRM_ASYNC=True)
+    app = make_app(CONFIRM_ASYNC=True, CONFIRM_BATCH_SIZE=1)
     confirm_of(app).dashboard_auth(lambda: True)
 
     @app.after_request

@@ -697,3 +697,27 @@ def test_password_reset_skips_a_suppressed_address(
         unknown.status_code,
         unknown.get_data(),
     )
+
+
+def test_a_batch_starts_no_send_its_locks_may_not_cover(
+    make_app: AppFactory,
+    async_config: dict[str, t.Any],
+    make_smtp_server: t.Callable[[SMTPSink], SMTPServer],
+    run_flask: Run,
+) -> None:
+    """The locks of a job's users expire CONFIRM_JOB_TIMEOUT per user after
+    they are taken, whatever timeout RQ gave the job (a job that users join
+    is queued with a full batch's). So a batch starts no send with less than
+    one user's time left; the rest go to the job's retry, and every mail
+    goes out once. Here 1 s per user, 1.2 s per RCPT, three users: two fit."""
+    sink = FlakySink(delay=1.2)
+    server = make_smtp_server(sink)
+    async_config.update(server.config, CONFIRM_JOB_TIMEOUT=1)
+    app = make_app()
+    emails = ["ada@example.org", "bob@example.org", "cy@example.org"]
+    register_users(app, *emails)  # no worker yet: all three join one job
+    result = run_flask("confirm-worker", "--burst")
+    assert result.returncode == 0, result.stderr
+    log = result.stdout + result.stderr
+    assert log.count("Out of time for user") == 1, log
+    assert recipients(server) == dict.fromkeys(emails, 1)

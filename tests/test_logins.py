@@ -34,6 +34,7 @@ from flask_confirm import ConfirmableMixin
 from flask_confirm.logins import make_binding
 from flask_confirm.logins import split
 from flask_confirm.models import utcnow
+from flask_confirm.outbox import queueing
 
 if t.TYPE_CHECKING:
     from conftest import AppFactory
@@ -499,7 +500,7 @@ def test_login_manager_set_up_after_init_app(redis_url: str) -> None:
         # Jobs and tokens carry the primary key, never the login id.
         job_id = confirm.send_confirmation(member)
         assert job_id is not None
-        assert confirm.queue.fetch_job(job_id).args == (member_id,)
+        assert queueing.members(confirm._get_state(), job_id) == [member_id]
         token = confirm.make_token(member)
         assert confirm.load_user(token).id == member_id
         assert confirm._get_state().serializer.loads(token)[0] == member_id

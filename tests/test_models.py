@@ -26,6 +26,7 @@ from flask_confirm import ConfirmableMixin
 from flask_confirm import EmailInUse
 from flask_confirm.models import as_utc
 from flask_confirm.models import state_filters
+from flask_confirm.outbox import queueing
 from testapp import BASE_CONFIG
 from testapp import USER_KEYS
 
@@ -131,11 +132,15 @@ def mailed_paths(smtp_server: SMTPServer, start: int = 0) -> dict[str, list[str]
 def carried_ids(app: Flask) -> list[t.Any]:
     """What the queued jobs carry, flattened: one id per user."""
     with app.app_context():
-        jobs = app.extensions["confirm"].queue.jobs
-    ids: list[t.Any] = []
-    for job in jobs:
-        (arg,) = job.args
-        ids.extend(arg if isinstance(arg, list) else [arg])
+        state = app.extensions["confirm"]._get_state()
+        jobs = state.queue.jobs
+        ids: list[t.Any] = []
+        for job in jobs:
+            if not job.args:  # confirmations join it: their ids are listed apart
+                ids.extend(queueing.members(state, job.id))
+                continue
+            (arg,) = job.args
+            ids.extend(arg if isinstance(arg, list) else [arg])
     return ids
 
 

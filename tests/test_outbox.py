@@ -16,6 +16,7 @@ from conftest import DNSServer
 from flask_confirm import EmailInUse
 from flask_confirm import InvalidEmail
 from flask_confirm import signals
+from flask_confirm.outbox import queueing
 from testapp import add_user
 from testapp import captured
 from testapp import models
@@ -58,11 +59,13 @@ def test_async_send_only_enqueues_the_user_id(
         assert user.confirmation_sent_at is None
         assert user.confirmation_requested_at is not None
         (job,) = confirm.queue.get_jobs()
+        members = queueing.members(confirm._get_state(), job.id)
     assert job.id == job_id
-    assert job.args == (user.id,)
-    assert job.kwargs == {}
-    assert job.func_name == "flask_confirm.tasks.send_confirmation_job"
-    assert job.description == f"confirmation for user {user.id!r}"
+    # The id waits in the job's own list, where later confirmations join it.
+    assert job.args == () and job.kwargs == {}
+    assert members == [user.id]
+    assert job.func_name == "flask_confirm.tasks.send_group_job"
+    assert job.description == ("confirmations for the users who joined while it waited")
 
 
 def test_redis_down_keeps_request_and_warns(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing as t
+import warnings
 
 from ..errors import ConfigError
 from ..limits import Window
@@ -105,7 +106,6 @@ class Settings:
     max_content_length: int
     send_rate: Window | None
     batch_size: int
-    coalesce: bool
     #: ``{kind: {"subject": ..., "sender": ...}}`` as configured; missing
     #: fields fall back to the defaults of :mod:`.messages`.
     messages: t.Mapping[str, t.Mapping[str, str]]
@@ -171,6 +171,14 @@ def load(app: Flask) -> Settings:
     if isinstance(mail_from, tuple):  # Flask-Mail accepts (name, address).
         mail_from = f"{mail_from[0]} <{mail_from[1]}>"
 
+    if _require_bool(config, Keys.COALESCE):
+        warnings.warn(
+            f"{Keys.COALESCE} is deprecated and does nothing: confirmations now"
+            " join the send job that waits for them by default, in jobs of up to"
+            f" {Keys.BATCH_SIZE}. Remove the key.",
+            DeprecationWarning,
+            stacklevel=4,
+        )
     external_url = _external_url(config.get(Keys.EXTERNAL_URL))
     return Settings(
         redis_url=_redis_url(config[Keys.REDIS_URL]),
@@ -217,7 +225,6 @@ def load(app: Flask) -> Settings:
         ),
         send_rate=_send_rate(config[Keys.MAX_SEND_RATE]),
         batch_size=_require_int(config, Keys.BATCH_SIZE, minimum=1),
-        coalesce=bool(config[Keys.COALESCE]),
         messages=_messages(config[Keys.MESSAGES]),
         password_reset=bool(config[Keys.PASSWORD_RESET]),
         password_reset_max_age=_require_positive_int(

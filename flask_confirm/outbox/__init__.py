@@ -1,7 +1,8 @@
 """The outbox: what is owed to users, recorded durably and put on the queue.
 
 A request is two steps, in this order: the database records it (committed),
-then a job carrying only the user's id is queued (:mod:`.queueing`). Redis
+then the user's id joins the send job waiting for the queue, or a new one
+(:mod:`.queueing`). Redis
 can lose the job; the database keeps the request, and the sweeper
 (:func:`.bulk.sweep`) queues it again. Operations on many users at once are
 in :mod:`.bulk`. Internal.
