@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import subprocess
 import time
@@ -217,3 +218,98 @@ def test_long_running_worker_outlives_a_redis_outage(
     assert "The RQ worker stopped on" in log and "starting it again" in log
     worker.terminate()
     assert worker.wait(30) == 0, log
+
+
+# -- the worker's own Redis traffic ------------------------------------------------
+
+
+def test_rq_offers_the_methods_the_lean_worker_overrides() -> None:
+    """The worker trims RQ's traffic by overriding ``heartbeat`` and
+    ``set_state``; pin their signatures on every RQ we support, so a release
+    that changes them fails here rather than in production."""
+    import inspect
+
+    from rq import SimpleWorker
+    from rq import Worker
+
+    for cls in (SimpleWorker, Worker):
+        assert list(inspect.signature(cls.heartbeat).parameters) == [
+            "self",
+            "timeout",
+            "pipeline",
+        ]
+        assert list(inspect.signature(cls.set_state).parameters) == [
+            "self",
+            "state",
+            "pipeline",
+        ]
+
+
+def test_lean_worker_skips_repeated_heartbeats_and_states(
+    redis_client: redis.Redis,
+) -> None:
+    from flask_confirm.cli import worker as worker_module
+
+    worker = worker_module._StopAwareSimpleWorker(
+        [Queue("lean", connection=redis_client)], connection=redis_client
+    )
+    worker.register_birth()
+    try:
+        worker.heartbeat()
+        assert redis_client.hget(worker.key, "last_heartbeat")
+        redis_client.hdel(worker.key, "last_heartbeat")
+        worker.heartbeat()  # under HEARTBEAT_EVERY after the last: skipped
+        assert redis_client.hget(worker.key, "last_heartbeat") is None
+        worker.heartbeat(30)  # an explicit timeout always goes out
+        assert redis_client.hget(worker.key, "last_heartbeat")
+        assert 0 < redis_client.ttl(worker.key) <= 30
+
+        worker.set_state("idle")
+        assert redis_client.hget(worker.key, "state") == b"idle"
+        redis_client.hdel(worker.key, "state")
+        worker.set_state("idle")  # unchanged: not written again
+        assert redis_client.hget(worker.key, "state") is None
+        worker.set_state("busy")
+        assert redis_client.hget(worker.key, "state") == b"busy"
+    finally:
+        worker.register_death()
+
+
+def test_busy_worker_still_heartbeats(
+    make_app: AppFactory,
+    app_config: dict[str, t.Any],
+    smtp_server: SMTPServer,
+    start_worker: t.Callable[..., subprocess.Popen[str]],
+    redis_client: redis.Redis,
+    tmp_path: Path,
+) -> None:
+    """A worker kept busy for longer than HEARTBEAT_EVERY still refreshes its
+    heartbeat and its key's lifetime, so RQ and the dashboard see it alive."""
+    from rq import Worker
+
+    from flask_confirm.cli.worker import HEARTBEAT_EVERY
+
+    app_config.update(
+        smtp_server.config,
+        CONFIRM_ASYNC=True,
+        CONFIRM_BATCH_SIZE=1,
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'beat.sqlite'}",
+    )
+    app = make_app()
+    start_worker()
+    client = app.test_client()
+    wait_for(lambda: bool(Worker.all(connection=redis_client)), 20, "the worker")
+    started = time.monotonic()
+    n = 0
+    while time.monotonic() - started < HEARTBEAT_EVERY * 2.5:
+        response = client.post("/register", data={"email": f"u{n}@example.org"})
+        assert response.status_code == 201
+        n += 1
+        time.sleep(0.1)
+    wait_for(lambda: len(smtp_server.messages) == n, 30, f"{n} mails")
+    (worker,) = Worker.all(connection=redis_client)
+    assert worker.last_heartbeat is not None
+    beat = worker.last_heartbeat.replace(tzinfo=dt.timezone.utc)
+    age = time.time() - beat.timestamp()
+    assert age < HEARTBEAT_EVERY + 2, age
+    assert redis_client.ttl(worker.key) > 60

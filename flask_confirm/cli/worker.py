@@ -217,6 +217,42 @@ def _work(
         state.sender.close()
 
 
+#: Seconds between the worker's own heartbeats outside a job's bookkeeping.
+#: RQ sends one (three commands, three round trips) before and after each
+#: dequeue; its key lives ``worker_ttl + 60`` seconds (8 minutes by
+#: default), so one every few seconds keeps it as alive as one per job.
+HEARTBEAT_EVERY = 5.0
+
+
+class _Lean:
+    """Trims RQ's per-job Redis traffic through the two methods RQ's worker
+    classes offer subclasses for it: ``heartbeat`` (skipped when the last
+    was under :data:`HEARTBEAT_EVERY` seconds ago, unless it carries an
+    explicit timeout or is part of a pipeline, as the job's own bookkeeping
+    is) and ``set_state`` (skipped when the state is the one written last:
+    RQ writes "idle" after each job and again before each dequeue).
+    Together they save several round trips a job. ``tests/test_cli_worker``
+    pins the signatures this relies on. Internal."""
+
+    _beat_at = float("-inf")
+    _state: str
+
+    def heartbeat(self, timeout: int | None = None, pipeline: t.Any = None) -> None:
+        if (
+            timeout is None
+            and pipeline is None
+            and time.monotonic() - self._beat_at < HEARTBEAT_EVERY
+        ):
+            return
+        super().heartbeat(timeout, pipeline)  # type: ignore[misc]
+        self._beat_at = time.monotonic()
+
+    def set_state(self, state: str, pipeline: t.Any = None) -> None:
+        if pipeline is None and state == getattr(self, "_state", None):
+            return
+        super().set_state(state, pipeline)  # type: ignore[misc]
+
+
 class _StopAware:
     """Remembers that a stop was asked for (``SIGTERM``, ``SIGINT``, RQ's
     shutdown command), to tell it apart from RQ leaving its loop on an
@@ -233,11 +269,11 @@ def _stop_asked(worker: _StopAware | None) -> bool:
     return worker is not None and worker.stop_asked
 
 
-class _StopAwareSimpleWorker(_StopAware, SimpleWorker):
+class _StopAwareSimpleWorker(_StopAware, _Lean, SimpleWorker):
     pass
 
 
-class _StopAwareWorker(_StopAware, Worker):
+class _StopAwareWorker(_StopAware, _Lean, Worker):
     pass
 
 
