@@ -136,10 +136,14 @@ def send_group_job() -> str | dict[str, int] | None:
         raise RuntimeError("send_group_job runs only as an RQ job.")
     user_ids = queueing.claim(state, job)
     result: str | dict[str, int] | None
-    if len(user_ids) == 1:
-        result = delivery.send_one(state, user_ids[0])
-    else:
-        result = delivery.send_batch(state, user_ids)
+    try:
+        if len(user_ids) == 1:
+            result = delivery.send_one(state, user_ids[0])
+        else:
+            result = delivery.send_batch(state, user_ids)
+    except BaseException:
+        queueing.keep_for_failure(state, job)
+        raise
     queueing.release(state, job)
     return result
 

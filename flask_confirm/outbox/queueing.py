@@ -262,6 +262,20 @@ def members(state: AppState, job_id: str) -> list[UserId]:
     return [json.loads(value) for value in state.redis.lrange(users + job_id, 0, -1)]
 
 
+def keep_for_failure(state: AppState, job: Job) -> None:
+    """``job`` is failing: keep its list of users as long as RQ keeps the
+    failed job (:data:`CONFIRM_FAILED_JOB_TTL`), so a requeue from the
+    dashboard still carries them and nothing of the job outlives it; until
+    its last retry, also the longest wait before one."""
+    _, users = _group_keys(state)
+    settings = state.settings
+    ttl = settings.failed_job_ttl
+    if job.retries_left:
+        ttl += max(settings.retry_intervals, default=0)
+    with contextlib.suppress(RedisError):
+        state.redis.expire(users + job.id, ttl)
+
+
 def release(state: AppState, job: Job) -> None:
     """Drop the list of ``job``'s users once it has done its work."""
     _, users = _group_keys(state)
