@@ -23,7 +23,11 @@ from email.utils import parseaddr
 
 from redis.exceptions import RedisError
 from rq import get_current_job
+from sqlalchemy import bindparam
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
+from sqlalchemy import update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from . import locks
 from . import pauses
@@ -48,6 +52,8 @@ from .state import current_app_object
 from .tokens import change_digest
 
 if t.TYPE_CHECKING:
+    from sqlalchemy import Update
+
     from .models import UserId
     from .senders import EmailMessage
     from .state import AppState
@@ -148,6 +154,19 @@ def _record_sent(state: AppState, unrecorded: list[tuple[t.Any, str | None]]) ->
     then log and signal each; empties ``unrecorded``."""
     if not unrecorded:
         return
+    # One Core UPDATE (an executemany for a batch) and the commit: the
+    # values are on the objects already, but not as changes, so the ORM
+    # has nothing to flush (no unit of work, no per-row bookkeeping).
+    state.db.session.execute(
+        _sent_statement(state.user_model),
+        [
+            {
+                "_key": state.key.value(primary_key(user)),
+                "_sent": user.confirmation_sent_at,
+            }
+            for user, _ in unrecorded
+        ],
+    )
     state.db.session.commit()
     app = current_app_object()
     for user, message_id in unrecorded:
@@ -155,6 +174,28 @@ def _record_sent(state: AppState, unrecorded: list[tuple[t.Any, str | None]]) ->
         logger.info("Confirmation for user %r sent (%s).", user_id, message_id)
         signals.confirmation_sent.send(app, user=user, message_id=message_id)
     unrecorded.clear()
+
+
+#: :func:`_sent_statement` of each user model.
+_SENT_STATEMENTS: dict[type[t.Any], Update] = {}
+
+
+def _sent_statement(model: type[t.Any]) -> Update:
+    """``UPDATE <users> SET confirmation_sent_at = :_sent,
+    confirmation_error = NULL WHERE <key> = :_key``, on the table that holds
+    the mixin's columns, built once per model."""
+    statement = _SENT_STATEMENTS.get(model)
+    if statement is None:
+        mapper = sa_inspect(model)
+        sent = mapper.columns["confirmation_sent_at"]
+        error = mapper.columns["confirmation_error"]
+        (key,) = mapper.primary_key
+        statement = _SENT_STATEMENTS[model] = (
+            update(sent.table)
+            .where(key == bindparam("_key"))
+            .values({sent: bindparam("_sent"), error: None})
+        )
+    return statement
 
 
 def _load_users(state: AppState, user_ids: t.Collection[UserId]) -> dict[UserId, t.Any]:
@@ -388,6 +429,8 @@ def _send(
         # What RQ stores of the failure, for the dashboard, names nobody.
         raise redacted(e, addresses, _own(message)) from None
 
-    user.confirmation_sent_at = utcnow()
-    user.confirmation_error = None
+    # Set as loaded values, not changes: _record_sent writes them with one
+    # Core UPDATE, so the ORM's flush has nothing to do.
+    set_committed_value(user, "confirmation_sent_at", utcnow())
+    set_committed_value(user, "confirmation_error", None)
     return user, message_id

@@ -721,3 +721,52 @@ def test_a_batch_starts_no_send_its_locks_may_not_cover(
     log = result.stdout + result.stderr
     assert log.count("Out of time for user") == 1, log
     assert recipients(server) == dict.fromkeys(emails, 1)
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_recording_sends_is_one_update_and_no_orm_flush(
+    make_app: AppFactory, redis_client: redis.Redis, database_url: str, batch: bool
+) -> None:
+    """The worker's hot path records a send with one Core ``UPDATE`` (an
+    executemany for a batch), not through the ORM's unit of work."""
+    from flask_confirm.tasks import send_batch_job
+    from flask_confirm.tasks import send_confirmation_job
+
+    app = make_app(CONFIRM_ASYNC=True, SQLALCHEMY_DATABASE_URI=database_url)
+    flushes: list[int] = []
+    statements: list[str] = []
+
+    def on_flush(session: t.Any, context: t.Any, instances: t.Any) -> None:
+        flushes.append(len(session.dirty))
+
+    with app.app_context():
+        db, User = models(app)["db"], models(app)["User"]
+        users = [User(email=f"u{i}@example.org") for i in range(3)]
+        db.session.add_all(users)
+        db.session.commit()
+        for user in users:
+            user.confirmation_requested_at = time_ago(0)
+        db.session.commit()
+        ids = [user.id for user in users]
+        db.session.remove()
+
+        def on_execute(conn: t.Any, cursor: t.Any, sql: str, *args: t.Any) -> None:
+            statements.append(sql.split()[0].upper())
+
+        engine = db.engine
+        sa.event.listen(sa.orm.Session, "before_flush", on_flush)
+        sa.event.listen(engine, "before_cursor_execute", on_execute)
+        try:
+            if batch:
+                assert send_batch_job(ids)["sent"] == 3
+            else:
+                assert send_confirmation_job(ids[0]) is not None
+        finally:
+            sa.event.remove(sa.orm.Session, "before_flush", on_flush)
+            sa.event.remove(engine, "before_cursor_execute", on_execute)
+    assert flushes == []
+    assert statements.count("UPDATE") == 1
+    with app.app_context():
+        sent = db.session.scalars(sa.select(User).where(User.id.in_(ids))).all()
+        states = sorted(user.confirmation_state for user in sent)
+    assert states == (["sent"] * 3 if batch else ["requested", "requested", "sent"])
