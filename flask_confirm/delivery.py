@@ -68,7 +68,7 @@ def send_one(state: AppState, user_id: UserId) -> str | None:
 
     :raises ConfirmationBusy: another worker holds the user's lock.
     """
-    with locks.user_locks(state, [user_id]) as locked:
+    with stats.gathering(state), locks.user_locks(state, [user_id]) as locked:
         if not locked:
             raise ConfirmationBusy(
                 f"Another worker is sending the confirmation for user {user_id!r}."
@@ -97,7 +97,7 @@ def send_batch(state: AppState, user_ids: list[UserId]) -> dict[str, int]:
     # a send never outlasts its lock (whatever timeout RQ gave the job).
     budget = state.settings.job_timeout
     last_start = time.monotonic() + budget * (len(user_ids) - 1)
-    with locks.user_locks(state, user_ids) as locked:
+    with stats.gathering(state), locks.user_locks(state, user_ids) as locked:
         users = _load_users(state, locked)
         blocked = suppression.owed(state, users.values())  # one query for all
         unrecorded: list[tuple[t.Any, str | None]] = []

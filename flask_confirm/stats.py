@@ -12,6 +12,8 @@ notifications count as ``unknown``. Internal.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import time
 import typing as t
@@ -43,20 +45,56 @@ def _key(state: AppState, event: str, kind: str, hour: int) -> str:
     return f"flask-confirm:stats:{state.settings.queue}:{event}:{kind}:{hour}"
 
 
+#: The counts :func:`gathering` holds back, by key, while it is active.
+_gathered: contextvars.ContextVar[dict[str, int] | None] = contextvars.ContextVar(
+    "flask_confirm_stats_gathered", default=None
+)
+
+
 def record(state: AppState, event: str, kind: str | None, count: int = 1) -> None:
     """Count ``count`` ``event``\\ s of mails of ``kind`` now (only where
-    jobs run queued: inline, there may be no Redis to count in)."""
+    jobs run queued: inline, there may be no Redis to count in). Inside
+    :func:`gathering`, the count is written when it ends."""
     if not state.settings.is_async:
         return
     kind = kind if kind in KINDS else "unknown"
     key = _key(state, event, kind, int(time.time()) // BUCKET)
+    gathered = _gathered.get()
+    if gathered is not None:
+        gathered[key] = gathered.get(key, 0) + count
+        return
+    _write(state, {key: count})
+
+
+@contextlib.contextmanager
+def gathering(state: AppState) -> t.Iterator[None]:
+    """Hold back the counts :func:`record` makes meanwhile and write them
+    together at the end, in one round trip: a job's counts, rather than a
+    round trip per mail. Nested, the outermost writes."""
+    if _gathered.get() is not None:
+        yield
+        return
+    gathered: dict[str, int] = {}
+    token = _gathered.set(gathered)
+    try:
+        yield
+    finally:
+        _gathered.reset(token)
+        if gathered:
+            _write(state, gathered)
+
+
+def _write(state: AppState, counts: t.Mapping[str, int]) -> None:
     try:
         with state.redis.pipeline(transaction=False) as pipe:
-            pipe.incrby(key, count)
-            pipe.expire(key, KEEP)
+            for key, count in counts.items():
+                pipe.incrby(key, count)
+                pipe.expire(key, KEEP)
             pipe.execute()
     except RedisError as e:
-        logger.debug("A %s count was lost: Redis error %s.", event, type(e).__name__)
+        logger.debug(
+            "%d counts were lost: Redis error %s.", len(counts), type(e).__name__
+        )
 
 
 def totals(state: AppState, hours: int) -> dict[str, dict[str, int]]:

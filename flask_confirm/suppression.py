@@ -97,7 +97,9 @@ def reasons(state: AppState, addresses: t.Iterable[str]) -> dict[str, str]:
 def reason_of(found: t.Mapping[str, str], address: str | None) -> str | None:
     """Why ``address`` is suppressed, from what :func:`reasons` found, or
     ``None`` if it is not."""
-    return None if address is None else found.get(canonical_email(address))
+    if address is None or not found:  # nothing found: no need to spell it
+        return None
+    return found.get(canonical_email(address))
 
 
 def owed(state: AppState, users: t.Iterable[t.Any]) -> dict[str, str]:

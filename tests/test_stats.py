@@ -90,3 +90,23 @@ def test_status_shows_the_counts_and_warns(async_app: Flask) -> None:
     assert reset_row.split()[1:4] == ["10", "0", "0"]
     assert not any(line.startswith("email_change ") for line in lines)  # none sent
     assert "Warning (24 h): bounce rate 4.3% is at half" in result.output
+
+
+def test_a_job_writes_its_counts_together_at_its_end(
+    async_app: Flask, redis_client: redis.Redis
+) -> None:
+    """Inside ``gathering`` (each send job) counts wait and are written in
+    one round trip when it ends: none are lost, none written per mail."""
+    state = async_app.extensions["confirm"]._get_state(async_app)
+    with async_app.app_context():
+        with stats.gathering(state):
+            stats.record(state, "sent", "confirm")
+            with stats.gathering(state):  # nested: the outermost writes
+                stats.record(state, "sent", "confirm", 2)
+            stats.record(state, "bounced", "password_reset")
+            assert redis_client.keys("flask-confirm:stats:*") == []
+        totals = stats.totals(state, 1)
+    assert totals["confirm"]["sent"] == 3
+    assert totals["password_reset"]["bounced"] == 1
+    for key in redis_client.keys("flask-confirm:stats:*"):
+        assert 0 < redis_client.ttl(key) <= stats.KEEP
