@@ -19,6 +19,9 @@ Routes:
     Flask-Security-Too does.
 ``POST /bare-confirm/<id>``
     The bare minimum of confirming: one ``UPDATE`` of the row.
+
+With ``BENCH_CONFIRMED_RECEIVER`` true, an ``email_confirmed`` receiver is
+connected that reads the user's address, as an app's own would.
 """
 
 from __future__ import annotations
@@ -40,11 +43,14 @@ from itsdangerous import URLSafeTimedSerializer
 
 from flask_confirm import Confirm
 from flask_confirm import ConfirmableMixin
+from flask_confirm import signals
 
 if t.TYPE_CHECKING:
     from flask.typing import ResponseReturnValue
 
 CONFIG_ENV = "FLASK_CONFIRM_BENCH_CONFIG"
+#: Config key: connect an ``email_confirmed`` receiver.
+RECEIVER_KEY = "BENCH_CONFIRMED_RECEIVER"
 TABLE = "bench_user"
 
 BASE_CONFIG: dict[str, t.Any] = {
@@ -93,6 +99,12 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
 
     confirm = Confirm(app, db=db, user_model=User)
     app.extensions["bench"] = {"db": db, "User": User, "confirm": confirm}
+    if app.config.get(RECEIVER_KEY):
+
+        @signals.email_confirmed.connect_via(app)
+        def confirmed(sender: Flask, user: t.Any, **extra: t.Any) -> None:
+            app.extensions["bench"]["last_confirmed"] = user.email
+
     serializer = URLSafeTimedSerializer(
         t.cast("str", app.secret_key), salt="confirm-email"
     )

@@ -2,10 +2,13 @@
 
 Each request confirms a different unconfirmed user with a fresh token, made
 beforehand in this process with ``confirm.make_token(user)``. Flask-Confirm's
-``POST /confirm/<token>`` (check the token, load the user, compare the address
-digest, update, commit, flash, redirect) against a bare route doing only the
-row update (``UPDATE ... SET email_confirmed_at = now() WHERE id = ...``),
-same waitress server, 4 client threads.
+``POST /confirm/<token>`` (check the token, one ``UPDATE ... RETURNING``
+that confirms the row, compare the address digest with the row returned,
+commit, flash, redirect) against a bare route doing only the row update
+(``UPDATE ... SET email_confirmed_at = now() WHERE id = ...``), same waitress
+server, 4 client threads. Once more with an ``email_confirmed`` receiver
+connected (reading ``user.email``), on a server of its own: the ``UPDATE``
+then returns the whole row, made into the user object the receiver gets.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from benchmarks.worker import confirm_config
 
 NAME = "confirm"
 CONFIRM = "flask-confirm POST /confirm/<token>"
+RECEIVER = "flask-confirm POST, an email_confirmed receiver"
 BARE = "bare UPDATE route (baseline)"
 
 
@@ -45,35 +49,51 @@ def run(quick: bool, runs: int) -> list[Row]:
         app = bench_app.create_app(config)
         stack.callback(bench_app.close, app)
         bench_app.reset_tables(app)
-        # Ids 1..per_variant get tokens; the next per_variant go to the bare route.
-        bench_app.insert_users(app, per_variant, "token-", requested=False)
+        # Ids 1..per_variant get tokens, the next per_variant too (for the
+        # server with a receiver); the last per_variant go to the bare route.
+        bench_app.insert_users(app, 2 * per_variant, "token-", requested=False)
         bench_app.insert_users(app, per_variant, "bare-", requested=False)
         db, user_model, confirm = bench_app.parts(app)
         with app.app_context():
             users = db.session.scalars(
                 sa.select(user_model)
-                .where(user_model.id <= per_variant)
+                .where(user_model.id <= 2 * per_variant)
                 .order_by(user_model.id)
             ).all()
             tokens = [confirm.make_token(user) for user in users]
             db.session.rollback()
         token_requests: list[Request] = [
-            ("POST", f"/confirm/{token}", b"") for token in tokens
+            ("POST", f"/confirm/{token}", b"") for token in tokens[:per_variant]
+        ]
+        receiver_requests: list[Request] = [
+            ("POST", f"/confirm/{token}", b"") for token in tokens[per_variant:]
         ]
         bare_requests: list[Request] = [
             ("POST", f"/bare-confirm/{user_id}", b"")
-            for user_id in range(per_variant + 1, 2 * per_variant + 1)
+            for user_id in range(2 * per_variant + 1, 3 * per_variant + 1)
         ]
 
         port = stack.enter_context(waitress_server(config, workdir, "confirm"))
-        for requests in (token_requests, bare_requests):
-            http_load(port, requests[:warmup], expect=(302,))
+        receiver_config = {**config, bench_app.RECEIVER_KEY: True}
+        receiver_port = stack.enter_context(
+            waitress_server(receiver_config, workdir, "confirm-receiver")
+        )
+        variants = (
+            (CONFIRM, port, token_requests),
+            (RECEIVER, receiver_port, receiver_requests),
+            (BARE, port, bare_requests),
+        )
+        for _, variant_port, requests in variants:
+            http_load(variant_port, requests[:warmup], expect=(302,))
         for run_index in range(runs):
             chunk = slice(warmup + run_index * count, warmup + (run_index + 1) * count)
-            for name, requests in ((CONFIRM, token_requests), (BARE, bare_requests)):
+            for name, variant_port, requests in variants:
                 log(f"{NAME}: run {run_index + 1}/{runs}, {name}, {count} requests")
                 result = http_load(
-                    port, requests[chunk], expect=(302,), timeout=60 + count / 2
+                    variant_port,
+                    requests[chunk],
+                    expect=(302,),
+                    timeout=60 + count / 2,
                 )
                 results.add(name, "req/s", result.rps)
                 results.add(name, "p50 ms", result.p50_ms)
@@ -86,6 +106,6 @@ def run(quick: bool, runs: int) -> list[Row]:
                 .where(user_model.email_confirmed_at.is_not(None))
             )
             db.session.rollback()
-        if confirmed != 2 * per_variant:
-            raise RuntimeError(f"{confirmed} users confirmed, not {2 * per_variant}.")
-    return results.rows({CONFIRM: BARE})
+        if confirmed != 3 * per_variant:
+            raise RuntimeError(f"{confirmed} users confirmed, not {3 * per_variant}.")
+    return results.rows({CONFIRM: BARE, RECEIVER: BARE})

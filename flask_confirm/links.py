@@ -100,11 +100,21 @@ def resolve(state: AppState, token: str) -> tuple[t.Any, str]:
     """
     user_id, digest = state.serializer.loads(token)
     user = _token_user(state, user_id)
+    return user, bound_address(state, user, digest)
+
+
+def bound_address(state: AppState, user: t.Any, digest: str) -> str:
+    """The address of ``user`` (a user, or a row with the same attributes)
+    that a confirmation token's ``digest`` is bound to: the pending new one,
+    or the current one.
+
+    :raises TokenInvalid: neither.
+    """
     pending = user.pending_email
     if pending and hmac.compare_digest(
         change_digest(pending, user.confirmation_requested_at), digest
     ):
-        return user, pending
+        return t.cast("str", pending)
     current = getattr(user, state.settings.email_attribute, None)
     if isinstance(current, str) and current:
         # The change link that made the current address is still its
@@ -112,8 +122,38 @@ def resolve(state: AppState, token: str) -> tuple[t.Any, str]:
         made_by = change_digest(current, user.confirmation_requested_at)
         for bound in (address_digest(current), made_by):
             if hmac.compare_digest(bound, digest):
-                return user, current
+                return current
     raise TokenInvalid("The token's user or address is no longer current.")
+
+
+def confirm_link(state: AppState, token: str) -> str | None:
+    """Confirm the current address of the user a confirmation token names,
+    without loading the user first: the token's signature and age are
+    checked, then one conditional ``UPDATE ... RETURNING``
+    (:func:`.store.confirm_if`) confirms the row if it is unconfirmed, and
+    the token's binding is checked against the row it returns before the
+    commit. The binding is a digest of the address, which SQL cannot
+    compare; a row it does not match is rolled back.
+
+    :return: the address confirmed (and :data:`.email_confirmed` sent); or
+        ``None``, having changed nothing, when the link is not that simple:
+        confirmed already, an email change's link, no longer bound to the
+        row, its user gone. :func:`resolve` then says what it is.
+    :raises TokenExpired: older than :data:`CONFIRM_TOKEN_MAX_AGE`.
+    :raises TokenInvalid: the token itself is bad (as :func:`resolve`).
+    """
+    user_id, digest = state.serializer.loads(token)
+
+    def current_address(row: t.Any) -> str | None:
+        # What resolve() would say of this row, where the view confirms the
+        # current address: not a link to the pending change.
+        try:
+            address = bound_address(state, row, digest)
+        except TokenInvalid:
+            return None
+        return None if address == row.pending_email else address
+
+    return store.confirm_if(state, user_id, current_address)
 
 
 # -- password reset links ----------------------------------------------------

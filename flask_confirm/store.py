@@ -5,16 +5,23 @@ what the change assumed (the address, the pending request, the old password
 hash), committed at once: of two requests racing with one link, one changes
 the row and signals, the other finds nothing to do. The signal for a change
 is sent here, after its commit, so every path that makes the change (a page,
-the JSON API, a method call) sends it once. Bulk work over many users is in
+the JSON API, a method call) sends it once. The confirm POST's
+:func:`confirm_if` reads nothing first: its ``UPDATE`` returns the row, and
+what SQL cannot compare (a digest of the address) is compared with it before
+the commit, or rolled back. Bulk work over many users is in
 :mod:`.outbox.bulk`. Internal.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import typing as t
 
+from sqlalchemy import bindparam
 from sqlalchemy import case
+from sqlalchemy import Column
 from sqlalchemy import func
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import literal
@@ -23,6 +30,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import aliased
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import ColumnElement
 
 from . import signals
@@ -35,10 +43,19 @@ from .models import utcnow
 from .state import current_app_object
 
 if t.TYPE_CHECKING:
+    from sqlalchemy import Row
+    from sqlalchemy import Select
+    from sqlalchemy import Update
+    from sqlalchemy.orm import Mapper
+
     from .models import UserId
+    from .models import UserKey
     from .state import AppState
 
 logger = logging.getLogger("flask_confirm")
+
+#: What the ``check`` of :func:`confirm_if` accepts a row for.
+_Bound = t.TypeVar("_Bound")
 
 
 class BadUserId(ValueError):
@@ -163,6 +180,188 @@ def confirm_user(state: AppState, user: t.Any) -> bool:
     if done:
         signals.email_confirmed.send(current_app_object(), user=user)
     return done
+
+
+def confirm_if(
+    state: AppState, user_id: UserId, check: t.Callable[[t.Any], _Bound | None]
+) -> _Bound | None:
+    """Confirm the user with ``user_id`` if their address is unconfirmed and
+    ``check`` accepts their row: commit, and send :data:`.email_confirmed`.
+
+    The row is read by the ``UPDATE`` itself where the database has
+    ``UPDATE ... RETURNING`` (PostgreSQL, SQLite 3.35+): one statement,
+    ``UPDATE ... SET email_confirmed_at = :now WHERE <key> = :id AND
+    email_confirmed_at IS NULL RETURNING ...``. Elsewhere (MySQL, MariaDB)
+    the ``UPDATE`` is followed by a read of the row in the same transaction.
+    Either way the row is locked from the ``UPDATE`` to the commit, so
+    ``check`` sees it as it will be committed, and of two requests racing
+    with one link one confirms and signals, the other's ``UPDATE`` finds it
+    confirmed. ``check(row)`` returns what it accepts the row for (the
+    address a link confirms), or ``None`` to roll the ``UPDATE`` back: what
+    SQL cannot compare (a token binds a digest of the address) is compared
+    there. It is given the user, or, when nothing listens to
+    :data:`.email_confirmed` (blinker's ``has_receivers_for``), a row of
+    the columns it reads, ``pending_email``, ``confirmation_requested_at``
+    and the address, as attributes: an ORM object costs more to make than
+    the rest of the request, and only receivers need one.
+
+    The user signalled holds the values committed, loaded: reading them
+    runs no query.
+
+    :return: what ``check`` returned; ``None`` if nothing was confirmed
+        (confirmed already, no such user, ``user_id`` not a value of the
+        key, or ``check`` refused the row), and nothing changed.
+    """
+    model = state.user_model
+    session = state.db.session
+    statements = _confirm_statements(
+        sa_inspect(model), state.key, state.settings.email_attribute
+    )
+    app = current_app_object()
+    listened = signals.email_confirmed.has_receivers_for(app)
+    entity = listened or statements.row_update is None
+    try:
+        params = {"fc_id": state.key.value(user_id), "fc_at": utcnow()}
+        returning = session.get_bind(model).dialect.update_returning
+        if entity:
+            row = _update_entity(state, statements, params, returning)
+        else:
+            row = _update_row(state, statements, params, returning)
+    except (SQLAlchemyError, OverflowError, ValueError, TypeError):
+        # As get_user: an id the key cannot hold is no user.
+        session.rollback()
+        return None
+    accepted = None if row is None else check(row)
+    if accepted is None:
+        session.rollback()
+        return None
+    if not entity:
+        session.commit()
+        return accepted
+    _commit_keeping(state, row)
+    signals.email_confirmed.send(app, user=row)
+    return accepted
+
+
+@dataclasses.dataclass(frozen=True)
+class _ConfirmStatements:
+    """The statements of :func:`confirm_if` for one user model, built once.
+    Their parameters: ``fc_id``, the key's value, and ``fc_at``, the time."""
+
+    #: ORM-enabled: the ``UPDATE``, and with ``RETURNING`` the user.
+    entity_update: Update
+    entity_returning: Update
+    #: On the model's table: the ``UPDATE``; with ``RETURNING`` the columns
+    #: the check reads, labelled with their attributes' names; and the
+    #: ``SELECT`` of them, where there is no ``RETURNING``. ``None`` when the
+    #: model is not one plain table (inheritance, a column that is an
+    #: expression): only the ORM knows how to update it then.
+    row_update: Update | None = None
+    row_returning: Update | None = None
+    row_select: Select[t.Any] | None = None
+
+
+@functools.lru_cache(maxsize=64)
+def _confirm_statements(
+    mapper: Mapper[t.Any], key: UserKey, email_attribute: str
+) -> _ConfirmStatements:
+    model = mapper.class_
+    confirmed_at = mapper.columns["email_confirmed_at"]
+    id_param = bindparam("fc_id", type_=key.column.type)
+    at_param = bindparam("fc_at", type_=confirmed_at.type)
+    entity_update = (
+        update(model)
+        .where(key.column == id_param, model.email_confirmed_at.is_(None))
+        .values({model.email_confirmed_at: at_param})
+        .execution_options(synchronize_session=False)
+    )
+    names = (email_attribute, "pending_email", "confirmation_requested_at")
+    columns = [mapper.columns[name] for name in names]
+    table = confirmed_at.table
+    entity_returning = entity_update.returning(model)
+    if (
+        mapper.inherits is not None
+        or mapper.local_table is not table
+        or not all(
+            isinstance(column, Column) and column.table is table
+            for column in (key.column, confirmed_at, *columns)
+        )
+    ):
+        return _ConfirmStatements(entity_update, entity_returning)
+    labelled = [column.label(name) for column, name in zip(columns, names, strict=True)]
+    row_update = (
+        update(table)
+        .where(key.column == id_param, confirmed_at.is_(None))
+        .values({confirmed_at: at_param})
+    )
+    return _ConfirmStatements(
+        entity_update,
+        entity_returning,
+        row_update,
+        row_update.returning(*labelled),
+        select(*labelled).where(key.column == id_param),
+    )
+
+
+def _update_entity(
+    state: AppState,
+    statements: _ConfirmStatements,
+    params: dict[str, t.Any],
+    returning: bool,
+) -> t.Any | None:
+    """:func:`confirm_if`'s ``UPDATE``, and the user it confirmed (or
+    ``None``), in the session."""
+    session = state.db.session
+    model = state.user_model
+    # A user already in the session (a signed-in one, say) is to take the
+    # values the UPDATE stores: expired first, having flushed what it holds
+    # as the UPDATE's autoflush would, it is loaded from the row returned.
+    # (populate_existing does that for UPDATE ... RETURNING only from
+    # SQLAlchemy 2.0.36.)
+    existing = session.identity_map.get(session.identity_key(model, params["fc_id"]))
+    if existing is not None:
+        session.flush()
+        session.expire(existing)
+    if returning:
+        return session.scalars(statements.entity_returning, params).first()
+    result = session.execute(statements.entity_update, params)
+    if getattr(result, "rowcount", 0) != 1:
+        return None
+    return session.get(model, params["fc_id"], populate_existing=True)
+
+
+def _update_row(
+    state: AppState,
+    statements: _ConfirmStatements,
+    params: dict[str, t.Any],
+    returning: bool,
+) -> Row[t.Any] | None:
+    """:func:`confirm_if`'s ``UPDATE`` on the table, and the row it
+    confirmed (or ``None``): the columns the check reads."""
+    session = state.db.session
+    bind = {"mapper": state.user_model}
+    if returning:
+        assert statements.row_returning is not None
+        return session.execute(
+            statements.row_returning, params, bind_arguments=bind
+        ).first()
+    assert statements.row_update is not None and statements.row_select is not None
+    result = session.execute(statements.row_update, params, bind_arguments=bind)
+    if getattr(result, "rowcount", 0) != 1:
+        return None
+    return session.execute(statements.row_select, params, bind_arguments=bind).first()
+
+
+def _commit_keeping(state: AppState, user: t.Any) -> None:
+    """Commit, and keep ``user``'s column values loaded, as committed: the
+    commit expires every object (``expire_on_commit``), so that reading
+    ``user`` would query the row the transaction just wrote."""
+    loaded = sa_inspect(user).dict
+    keys = [attr.key for attr in sa_inspect(user).mapper.column_attrs]
+    values = {key: loaded[key] for key in keys if key in loaded}
+    state.db.session.commit()
+    for key, value in values.items():
+        set_committed_value(user, key, value)
 
 
 def confirm_email_change(state: AppState, user: t.Any, new_email: str) -> bool:

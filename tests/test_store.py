@@ -10,9 +10,13 @@ import typing as t
 import pytest
 import sqlalchemy as sa
 from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
 
 from conftest import AppFactory
+from flask_confirm import Confirm
+from flask_confirm import ConfirmableMixin
 from flask_confirm import signals
+from flask_confirm import store
 from flask_confirm.models import utcnow
 from testapp import add_user
 from testapp import captured
@@ -221,3 +225,85 @@ def test_find_user_prefers_the_confirmed_then_the_oldest_twin(
         db.session.execute(sa.update(User).values(email_confirmed_at=None))
         db.session.commit()
         assert confirm.find_user("TWIN@example.org").email == "twin@example.org"
+
+
+# -- confirm_if: the confirm POST's one UPDATE -------------------------------------
+
+
+@pytest.mark.parametrize("user_id", ["user-1", 10**30, -(2**70)])
+def test_confirm_if_takes_an_id_the_key_cannot_hold_for_no_user(
+    make_app: AppFactory, database_url: str, user_id: t.Any
+) -> None:
+    """A token of another app sharing the key, say: nothing is confirmed,
+    nothing raised, and the session still works (PostgreSQL aborts the
+    transaction of a failed statement: it is rolled back)."""
+    app = make_app(SQLALCHEMY_DATABASE_URI=database_url)
+    db, User = models(app)["db"], models(app)["User"]
+    with app.app_context():
+        user = add_user(app)
+        state = app.extensions["confirm"]._get_state(app)
+        assert store.confirm_if(state, user_id, lambda row: row.email) is None
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 1
+        assert store.confirm_if(state, user.id, lambda row: None) is None
+        assert db.session.get(User, user.id).email_confirmed_at is None
+        assert store.confirm_if(state, user.id, lambda row: row.email) == user.email
+        assert db.session.get(User, user.id).email_confirmed_at is not None
+
+
+def _inheriting_app(redis_url: str) -> tuple[Flask, t.Any, t.Any, t.Any]:
+    """An app whose user model is a subclass in single-table inheritance:
+    its rows are those of the table with its discriminator."""
+    app = Flask(__name__)
+    app.config.update(
+        TESTING=True,
+        SECRET_KEY="a secret key for this test only",
+        CONFIRM_EXTERNAL_URL="https://app.example.test",
+        CONFIRM_SENDER="memory",
+        CONFIRM_REDIS_URL=redis_url,
+        SQLALCHEMY_DATABASE_URI="sqlite://",
+    )
+    db = SQLAlchemy(app)
+
+    class Account(ConfirmableMixin, db.Model):  # type: ignore[name-defined,misc]
+        id = db.Column(db.Integer, primary_key=True)
+        email = db.Column(db.String(320), unique=True, nullable=False)
+        kind = db.Column(db.String(20), nullable=False)
+        __mapper_args__ = {"polymorphic_on": kind, "polymorphic_identity": "account"}
+
+    class Member(Account):
+        __mapper_args__ = {"polymorphic_identity": "member"}
+
+    confirm = Confirm(app, db=db, user_model=Member)
+    with app.app_context():
+        db.create_all()
+    return app, db, Account, confirm
+
+
+def test_confirm_if_updates_an_inheriting_model_through_the_orm(
+    redis_url: str,
+) -> None:
+    """The one-statement UPDATE of the table is for a model of its own
+    table; a subclass's goes through the ORM, which adds the discriminator:
+    a link naming a row of another class of the table confirms nothing."""
+    app, db, Account, confirm = _inheriting_app(redis_url)
+    Member = confirm._get_state(app).user_model
+    with app.app_context():
+        member = Member(email="ada@example.org")
+        other = Account(email="grace@example.org")
+        db.session.add_all([member, other])
+        db.session.commit()
+        member_path = f"/confirm/{confirm.make_token(member)}"
+        serializer = confirm._get_state(app).serializer
+        other_path = f"/confirm/{serializer.dumps(other.id, other.email)}"
+        member_id, other_id = member.id, other.id
+    client = app.test_client()
+    assert client.post(other_path).status_code == 400
+    assert client.post(member_path).status_code == 302
+    with app.app_context():
+        rows = db.session.execute(
+            sa.select(Account.id, Account.email_confirmed_at).order_by(Account.id)
+        ).all()
+    assert [(i, at is not None) for i, at in rows] == [
+        (member_id, True),
+        (other_id, False),
+    ]

@@ -4,11 +4,16 @@ with the memory sender and ``CONFIRM_ASYNC`` false."""
 
 from __future__ import annotations
 
+import collections.abc as cabc
+import contextlib
 import datetime as dt
 import re
+import threading
+import time
 import typing as t
 
 import pytest
+import sqlalchemy as sa
 from freezegun import freeze_time
 from itsdangerous import URLSafeTimedSerializer
 
@@ -16,11 +21,15 @@ from flask_confirm import signals
 from flask_confirm.tokens import address_digest
 from flask_confirm.tokens import SALT
 from flask_confirm.web.confirm import CONFIRMED_MESSAGE
+from flask_confirm.web.confirm import EMAIL_CHANGED_MESSAGE
 from testapp import add_flash_page
+from testapp import change_email
 from testapp import flashes
 from testapp import get_user
 from testapp import JSON
+from testapp import link_in
 from testapp import models
+from testapp import outbox
 from testapp import path_of
 from testapp import Recorder
 from testapp import register
@@ -440,3 +449,329 @@ def test_json_expired_token(app: Flask, client: FlaskClient) -> None:
         "message": "The link has expired.",
     }
     assert not get_user(app, user_id).email_confirmed
+
+
+# -- one statement (issue 14) -----------------------------------------------------
+
+
+@contextlib.contextmanager
+def statements(app: Flask) -> cabc.Iterator[list[str]]:
+    """The SQL statements the app's engine executes meanwhile."""
+    executed: list[str] = []
+
+    def record(conn: t.Any, cursor: t.Any, statement: str, *args: t.Any) -> None:
+        executed.append(" ".join(statement.split()))
+
+    with app.app_context():
+        engine = models(app)["db"].engine
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield executed
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+
+
+def update_returning(app: Flask) -> bool:
+    with app.app_context():
+        return bool(models(app)["db"].engine.dialect.update_returning)
+
+
+@contextlib.contextmanager
+def listening(app: Flask, receiver: t.Any, on: bool) -> cabc.Iterator[None]:
+    """``receiver`` connected to ``email_confirmed`` for ``app`` if ``on``:
+    the confirm POST makes a user object only for receivers."""
+    if not on:
+        yield
+        return
+    with signals.email_confirmed.connected_to(receiver, sender=app):
+        yield
+
+
+def verbs(executed: list[str]) -> list[str]:
+    return [statement.split()[0].upper() for statement in executed]
+
+
+@pytest.mark.parametrize("listened", [False, True], ids=["no-receiver", "receiver"])
+def test_a_confirm_post_is_one_conditional_update(
+    db_app: Flask, db_client: FlaskClient, listened: bool
+) -> None:
+    """The POST of an unconfirmed user's link runs one statement, ``UPDATE
+    ... WHERE <id> AND email_confirmed_at IS NULL RETURNING``, and no
+    ``SELECT`` of the user (MariaDB, which has no ``UPDATE ... RETURNING``:
+    the ``UPDATE``, then the row). A receiver of ``email_confirmed`` reads
+    the user as committed without another query."""
+    user_id, path = register_for_link(db_app, db_client, "ada@example.org")
+    seen: list[tuple[t.Any, ...]] = []
+
+    def receiver(sender: Flask, user: t.Any, **extra: t.Any) -> None:
+        seen.append(
+            (
+                user.id,
+                user.email,
+                user.pending_email,
+                user.email_confirmed_at,
+                user.confirmation_requested_at,
+                user.confirmation_sent_at,
+            )
+        )
+
+    with statements(db_app) as executed, listening(db_app, receiver, listened):
+        response = db_client.post(path)
+    assert response.status_code == 302
+    assert response.location == "/"
+    update = executed[0]
+    assert re.search(r"^UPDATE fc_test_user SET email_confirmed_at", update), update
+    assert "email_confirmed_at IS NULL" in update
+    if update_returning(db_app):
+        assert verbs(executed) == ["UPDATE"], executed
+        assert " RETURNING " in update
+    else:
+        assert verbs(executed) == ["UPDATE", "SELECT"], executed
+        assert " RETURNING " not in update
+    user = get_user(db_app, user_id)
+    assert user.email_confirmed_at is not None
+    if listened:
+        assert seen == [
+            (
+                user_id,
+                "ada@example.org",
+                None,
+                user.email_confirmed_at,
+                user.confirmation_requested_at,
+                user.confirmation_sent_at,
+            )
+        ]
+
+
+@pytest.mark.parametrize("listened", [False, True], ids=["no-receiver", "receiver"])
+def test_a_link_no_longer_bound_to_the_row_rolls_the_update_back(
+    db_app: Flask, db_client: FlaskClient, listened: bool
+) -> None:
+    """The UPDATE cannot compare the token's digest of the address; the row
+    it returns is compared before the commit, and an address changed since
+    the link was mailed rolls it back: unconfirmed, nothing signalled, the
+    same 400 as before."""
+    recorder = Recorder()
+    user_id, path = register_for_link(db_app, db_client, "ada@example.org")
+    set_email(db_app, user_id, "ada@example.com")
+    with statements(db_app) as executed, listening(db_app, recorder, listened):
+        response = db_client.post(path, headers=JSON)
+    assert response.status_code == 400
+    assert response.json == {
+        "error": "token_invalid",
+        "message": "The link is not valid.",
+    }
+    assert verbs(executed)[0] == "UPDATE"
+    assert verbs(executed)[-1] == "SELECT"  # the user, to say what the link is
+    assert not get_user(db_app, user_id).email_confirmed
+    assert recorder.calls == []
+
+
+@pytest.mark.parametrize("listened", [False, True], ids=["no-receiver", "receiver"])
+def test_racing_posts_confirm_and_signal_once(
+    db_app: Flask, listened: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two POSTs of one link at once, each in its own thread and database
+    connection: both UPDATEs are sent together, and the first holds the row
+    while the second's waits. One confirms, the other finds the row
+    confirmed, falls back to reading it, and answers the same."""
+    from flask_confirm import links
+
+    user_id, path = register_for_link(db_app, db_app.test_client(), "ada@example.org")
+    barrier = threading.Barrier(2, timeout=20)
+    racers = {}
+    confirmed_by: list[str | None] = []
+    original = links.confirm_link
+
+    def confirm_link(state: t.Any, token: str) -> str | None:
+        address = original(state, token)
+        confirmed_by.append(address)
+        return address
+
+    monkeypatch.setattr(links, "confirm_link", confirm_link)
+
+    def before(conn: t.Any, cursor: t.Any, statement: str, *args: t.Any) -> None:
+        name = threading.current_thread().name
+        if statement.startswith("UPDATE") and racers.get(name) == "ready":
+            racers[name] = "updating"
+            barrier.wait()  # both UPDATEs go out together
+
+    def after(conn: t.Any, cursor: t.Any, statement: str, *args: t.Any) -> None:
+        name = threading.current_thread().name
+        if racers.get(name) == "updating":
+            racers[name] = "updated"
+            time.sleep(0.3)  # hold the row before committing
+
+    answers: dict[str, tuple[int, str | None, bytes, list[t.Any]]] = {}
+
+    def race(name: str) -> None:
+        client = db_app.test_client()
+        response = client.post(path)
+        answers[name] = (
+            response.status_code,
+            response.location,
+            response.get_data(),
+            flashes(client),
+        )
+
+    recorder = Recorder()
+    with (
+        app_engine_events(db_app, before, after),
+        listening(db_app, recorder, listened),
+    ):
+        threads = [
+            threading.Thread(target=race, args=(name,), name=name)
+            for name in ("racer-1", "racer-2")
+        ]
+        for thread in threads:
+            racers[thread.name] = "ready"
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert set(racers.values()) == {"updated"}
+    assert sorted(confirmed_by, key=lambda a: a is None) == ["ada@example.org", None]
+    first, second = answers.values()
+    assert first == second
+    assert first[:2] == (302, "/")
+    assert first[3] == [("success", CONFIRMED_MESSAGE)]
+    assert get_user(db_app, user_id).email_confirmed
+    if listened:
+        assert [call[1] for call in recorder.calls] == [user_id]
+
+
+@contextlib.contextmanager
+def app_engine_events(
+    app: Flask, before: t.Callable[..., None], after: t.Callable[..., None]
+) -> cabc.Iterator[None]:
+    with app.app_context():
+        engine = models(app)["db"].engine
+    sa.event.listen(engine, "before_cursor_execute", before)
+    sa.event.listen(engine, "after_cursor_execute", after)
+    try:
+        yield
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", before)
+        sa.event.remove(engine, "after_cursor_execute", after)
+
+
+@pytest.mark.parametrize("listened", [False, True], ids=["no-receiver", "receiver"])
+def test_an_unconfirmed_users_change_link_makes_the_change(
+    db_app: Flask, db_client: FlaskClient, listened: bool
+) -> None:
+    """An email change asked for before the first address was confirmed:
+    its link is the change's, not a confirmation of the current address,
+    though the one-statement UPDATE would match the row; it is rolled back
+    and the change is made as before."""
+    changed: list[dict[str, t.Any]] = []
+    recorder = Recorder()
+    user_id, _ = register_for_link(db_app, db_client, "ada@example.org")
+    change_email(db_app, db_client, user_id, "ada@example.com")
+    (link_mail,) = [m for m in outbox(db_app) if m.to == "ada@example.com"]
+    with (
+        signals.email_changed.connected_to(
+            lambda sender, **kw: changed.append(kw), sender=db_app
+        ),
+        listening(db_app, recorder, listened),
+    ):
+        response = db_client.post(path_of(link_in(link_mail)), headers=JSON)
+    assert response.status_code == 200
+    assert response.json == {
+        "status": "confirmed",
+        "email": "ada@example.com",
+        "message": EMAIL_CHANGED_MESSAGE,
+    }
+    user = get_user(db_app, user_id)
+    assert (user.email, user.pending_email) == ("ada@example.com", None)
+    assert user.email_confirmed
+    assert [c["old_email"] for c in changed] == ["ada@example.org"]
+    if listened:
+        assert [call[1] for call in recorder.calls] == [user_id]
+
+
+@pytest.mark.parametrize("listened", [False, True], ids=["no-receiver", "receiver"])
+def test_the_first_link_still_confirms_while_a_change_is_pending(
+    db_app: Flask, db_client: FlaskClient, listened: bool
+) -> None:
+    """The link mailed to the current address still confirms it while a
+    change asked for meanwhile is pending, in the one statement; the
+    change stays pending."""
+    recorder = Recorder()
+    user_id, path = register_for_link(db_app, db_client, "ada@example.org")
+    change_email(db_app, db_client, user_id, "ada@example.com")
+    with statements(db_app) as executed, listening(db_app, recorder, listened):
+        response = db_client.post(path, headers=JSON)
+    assert response.json == {
+        "status": "confirmed",
+        "email": "ada@example.org",
+        "message": CONFIRMED_MESSAGE,
+    }
+    assert verbs(executed) == (
+        ["UPDATE"] if update_returning(db_app) else ["UPDATE", "SELECT"]
+    )
+    user = get_user(db_app, user_id)
+    assert (user.email, user.pending_email) == ("ada@example.org", "ada@example.com")
+    assert user.email_confirmed
+    if listened:
+        assert [call[1] for call in recorder.calls] == [user_id]
+
+
+def test_a_link_signed_with_a_rotated_key_confirms_in_one_statement(
+    make_app: AppFactory,
+) -> None:
+    app = make_app(SECRET_KEY="new-secret-key", SECRET_KEY_FALLBACKS=["old-key"])
+    client = app.test_client()
+    user_id = register(client, "ada@example.org")
+    old = URLSafeTimedSerializer("old-key", salt=SALT)
+    token = old.dumps([user_id, address_digest("ada@example.org")])
+    with statements(app) as executed:
+        assert client.post(f"/confirm/{token}").status_code == 302
+    assert verbs(executed) == ["UPDATE"]
+    assert get_user(app, user_id).email_confirmed
+
+
+def test_a_signed_in_user_confirms_and_stays_signed_in(
+    make_app: AppFactory, database_url: str
+) -> None:
+    """With Flask-Login and CONFIRM_BIND_SESSIONS: the user the session
+    loaded before the confirmation is the one signalled, with the values the
+    UPDATE stored (not those it was loaded with), and the session goes on
+    working, since confirming changes neither address nor password."""
+    from flask_login import current_user
+
+    app = make_app(SQLALCHEMY_DATABASE_URI=database_url, TEST_LOGIN=True)
+    loaded: list[t.Any] = []
+
+    @app.before_request
+    def load_the_signed_in_user() -> None:
+        # As an app that reads current_user in every request: the user is in
+        # the session, unconfirmed, before the view runs.
+        if current_user.is_authenticated and not loaded:
+            assert current_user.email_confirmed_at is None
+            loaded.append(current_user._get_current_object())
+
+    client = app.test_client()
+    user_id, path = register_for_link(app, client, "ada@example.org")
+    m = models(app)
+    with app.app_context():
+        m["db"].session.get(m["User"], user_id).set_password("a password")
+        m["db"].session.commit()
+    assert (
+        client.post(
+            "/login", data={"email": "ada@example.org", "password": "a password"}
+        ).status_code
+        == 200
+    )
+    signalled: list[t.Any] = []
+
+    def receiver(sender: Flask, user: t.Any, **extra: t.Any) -> None:
+        signalled.append((user, user.email_confirmed_at))
+
+    with signals.email_confirmed.connected_to(receiver, sender=app):
+        assert client.post(path).status_code == 302
+    ((user, confirmed_at),) = signalled
+    assert user is loaded[0]
+    assert confirmed_at is not None
+    me = client.get("/me")
+    assert me.status_code == 200
+    assert me.json == {"id": str(user_id), "email": "ada@example.org"}
+    assert get_user(app, user_id).email_confirmed_at == confirmed_at

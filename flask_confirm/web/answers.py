@@ -85,7 +85,9 @@ def token_error(template: str, error: Exception) -> ResponseReturnValue:
 
 
 def link_view(
-    template: str, load: t.Callable[[AppState, str], _Opened]
+    template: str,
+    load: t.Callable[[AppState, str], _Opened],
+    first: t.Callable[[AppState, str], ResponseReturnValue | None] | None = None,
 ) -> t.Callable[
     [t.Callable[[AppState, _Opened], ResponseReturnValue]],
     t.Callable[[str], ResponseReturnValue],
@@ -93,7 +95,12 @@ def link_view(
     """Make a view of the page a mailed link opens: ``load(state, token)``
     finds what the token names (its user), and the view gets the app's state
     and that; an expired or bad token is answered by :func:`token_error`
-    before the view runs."""
+    before the view runs.
+
+    ``first(state, token)``, if given, runs before ``load`` and answers the
+    requests it can without it (the confirm ``POST``: one ``UPDATE``, no
+    read); ``None`` goes on to ``load`` and the view. Its token errors are
+    answered alike."""
 
     def decorate(
         view: t.Callable[[AppState, _Opened], ResponseReturnValue],
@@ -102,6 +109,10 @@ def link_view(
         def open_link(token: str) -> ResponseReturnValue:
             state = get_state()
             try:
+                if first is not None:
+                    answer = first(state, token)
+                    if answer is not None:
+                        return answer
                 opened = load(state, token)
             except (TokenExpired, TokenInvalid) as e:
                 return token_error(template, e)

@@ -41,8 +41,31 @@ def register(bp: Blueprint, settings: Settings) -> None:
 
     template = "flask_confirm/confirm.html"
 
+    def confirms() -> bool:
+        """Whether this request confirms: a POST, or a GET with
+        :data:`CONFIRM_ON_GET` (never a HEAD)."""
+        return request.method == "POST" or (request.method == "GET" and settings.on_get)
+
+    def confirmed(address: str, change: bool) -> ResponseReturnValue:
+        """The answer once the link has confirmed, or had confirmed before:
+        the same either way, so the holder of the link learns nothing new."""
+        message = gettext(EMAIL_CHANGED_MESSAGE if change else CONFIRMED_MESSAGE)
+        if wants_json():
+            return {"status": "confirmed", "email": address, "message": message}
+        flash(message, "success")
+        return redirect(safe_next(request.values.get("next")) or settings.redirect_url)
+
+    def confirm_at_once(state: AppState, token: str) -> ResponseReturnValue | None:
+        """Confirm an unconfirmed user's address with one ``UPDATE``, without
+        reading the user first (:func:`.links.confirm_link`); ``None`` for
+        every other request and link, which the view below answers."""
+        if not confirms():
+            return None
+        address = links.confirm_link(state, token)
+        return None if address is None else confirmed(address, change=False)
+
     @bp.route("/<token>", methods=["GET", "POST"])
-    @link_view(template, links.resolve)
+    @link_view(template, links.resolve, first=confirm_at_once)
     def confirm_email(
         state: AppState, opened: tuple[t.Any, str]
     ) -> ResponseReturnValue:
@@ -53,11 +76,15 @@ def register(bp: Blueprint, settings: Settings) -> None:
         confirming, the visitor goes to ``next`` if it is a path on this site,
         else to :data:`CONFIRM_REDIRECT_URL`. A link mailed for an email change
         makes the new address the user's.
+
+        An unconfirmed user's own link is confirmed by ``confirm_at_once``
+        before this runs; here are the links confirmed already, those of an
+        email change, and those that no longer hold.
         """
         user, address = opened
         change = address == user.pending_email
 
-        if request.method == "POST" or (request.method == "GET" and settings.on_get):
+        if confirms():
             try:
                 if change:
                     store.confirm_email_change(state, user, address)
@@ -73,15 +100,8 @@ def register(bp: Blueprint, settings: Settings) -> None:
                     ),
                     state="invalid",
                 )
-            # The same answer whether or not it was confirmed before: the
-            # holder of the link learns nothing new either way.
-            message = gettext(EMAIL_CHANGED_MESSAGE if change else CONFIRMED_MESSAGE)
-            if wants_json():
-                return {"status": "confirmed", "email": address, "message": message}
-            flash(message, "success")
-            return redirect(
-                safe_next(request.values.get("next")) or settings.redirect_url
-            )
+            # The same answer whether or not it was confirmed before.
+            return confirmed(address, change)
         next_url = safe_next(request.values.get("next"))
         if not change and user.email_confirmed:
             # A link used already: say so, rather than offer a button that
