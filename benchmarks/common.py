@@ -178,10 +178,10 @@ def source_tree_path(tree: Path, workdir: Path) -> Path:
     comes from this checkout, whatever ``tree`` holds of it.
 
     The subprocess must not run in this checkout (``cwd=ROOT``): ``python
-    -m`` and ``-c`` put their working directory first on ``sys.path``, and
-    ``flask --app benchmarks.app`` the directory holding ``benchmarks``,
-    either of which would import this checkout's ``flask_confirm`` first.
-    Give them ``cwd=workdir``, as this check does.
+    -m`` and ``-c``, and ``flask --app benchmarks.app`` again, put their
+    working directory first on ``sys.path``, and this checkout's
+    ``flask_confirm`` would come first. Give them ``cwd=workdir``, as this
+    check does.
 
     :raises RuntimeError: ``tree`` has no ``flask_confirm`` package, or a
         Python started so does not import it from there.

@@ -17,13 +17,16 @@ it. A registration that finds every thread busy waits, and the wait counts
 ``request lag p99 ms`` says how late the generator was.
 
 For each mail, latency = its arrival at the sink - the time its registration
-was due. Percentiles are over every registration requested, one never
-delivered (within ``4 x duration`` s after the last, at least 10 s) counting
-as infinitely late, so a shortfall cannot flatter them; ``delivered of N``
-says how many arrived, ``last mail s after last request`` when the backlog
-was gone. The benchmark watches only ``send_confirmation`` and the sink, so it
-does not depend on how jobs are formed (one per confirmation,
-``CONFIRM_COALESCE``'s drain and batch jobs, or anything else).
+was due. After the last registration the benchmark waits for every mail,
+until none has arrived for ``max(5, duration)`` s (at most 30) or
+``10 x duration`` s have passed (at least 20). Percentiles are over every
+registration requested, one never delivered counting as infinitely late
+(``inf``), so a shortfall cannot flatter them; ``delivered of N`` says how
+many arrived, ``last mail s after last request`` when the backlog was gone
+(``inf`` if it never was). The benchmark watches only ``send_confirmation``
+and the sink, so it does not depend on how jobs are formed (one per
+confirmation, ``CONFIRM_COALESCE``'s drain and batch jobs, or anything
+else).
 
 **Paired rounds.** The host's speed drifts between runs by more than many
 changes are worth, so candidates are compared with a baseline in rounds:
@@ -307,16 +310,26 @@ class Services:
 
 
 def wait_for_mails(
-    sink: SMTPSink, count: int, deadline: float, worker: Child, what: str
+    sink: SMTPSink,
+    count: int,
+    deadline: float,
+    worker: Child,
+    what: str,
+    stall: float = math.inf,
 ) -> int:
-    """Poll the sink until ``count`` mails are in or ``deadline``
-    (``time.monotonic()``) passes; how many are in.
+    """Poll the sink until ``count`` mails are in, ``deadline``
+    (``time.monotonic()``) passes, or none has come for ``stall`` seconds;
+    how many are in.
 
     :raises RuntimeError: the worker exited.
     """
+    received, changed = -1, time.monotonic()
     while True:
+        now, previous = time.monotonic(), received
         received = sink.stats().count
-        if received >= count or time.monotonic() >= deadline:
+        if received != previous:
+            changed = now
+        if received >= count or now >= deadline or now - changed >= stall:
             return received
         if worker.proc.poll() is not None:
             raise RuntimeError(f"The worker exited during {what}:\n{worker.log_tail()}")
@@ -379,10 +392,16 @@ def run_cell(
                 f"run {rate} {duration} {tag} {threads}", "done", duration * 3 + 60
             )
         )
-        wait = max(10.0, 4 * duration)
         last_due = done["t0"] + (done["count"] - 1) / rate
         owed = done["count"] - len(done["failed"])
-        wait_for_mails(sink, owed, last_due + wait, worker, f"{rate}/s")
+        wait_for_mails(
+            sink,
+            owed,
+            last_due + max(20.0, 10 * duration),
+            worker,
+            f"{rate}/s",
+            stall=min(30.0, max(5.0, duration)),
+        )
         cell = cell_from(done, rate, tag, sink.arrivals())
     if done["failed"]:
         log(
