@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import typing as t
 
 import sqlalchemy as sa
@@ -41,6 +42,7 @@ from flask_mail import Message
 from flask_sqlalchemy import SQLAlchemy
 from itsdangerous import URLSafeTimedSerializer
 
+import flask_confirm
 from flask_confirm import Confirm
 from flask_confirm import ConfirmableMixin
 from flask_confirm import signals
@@ -51,6 +53,11 @@ if t.TYPE_CHECKING:
 CONFIG_ENV = "FLASK_CONFIRM_BENCH_CONFIG"
 #: Config key: connect an ``email_confirmed`` receiver.
 RECEIVER_KEY = "BENCH_CONFIRMED_RECEIVER"
+#: Set (to anything) in a subprocess's environment, :func:`create_app` says on
+#: standard error where ``flask_confirm`` was imported from, so that a
+#: benchmark comparing source trees can check its worker runs the right one.
+SHOW_IMPORT_ENV = "FLASK_CONFIRM_BENCH_SHOW_IMPORT"
+IMPORTED_FROM = "flask_confirm imported from"
 TABLE = "bench_user"
 
 BASE_CONFIG: dict[str, t.Any] = {
@@ -83,6 +90,9 @@ SYNC_HTML = """<p>Hello,</p>
 
 
 def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
+    if os.environ.get(SHOW_IMPORT_ENV):
+        where = os.path.realpath(flask_confirm.__file__)
+        print(f"{IMPORTED_FROM} {where}", file=sys.stderr, flush=True)
     app = Flask(__name__)
     app.config.update(BASE_CONFIG)
     app.config.update(json.loads(os.environ.get(CONFIG_ENV, "{}")))

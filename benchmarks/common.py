@@ -69,6 +69,9 @@ class Row:
     values: list[float]
     baseline: str = ""
     baseline_values: list[float] = dataclasses.field(default_factory=list)
+    #: Print every run's value under the table, in order (a paired ratio's
+    #: rounds), not only their median and spread.
+    per_run: bool = False
 
     @property
     def median(self) -> float:
@@ -148,18 +151,75 @@ def wait_for(predicate: t.Callable[[], bool], timeout: float, what: str) -> None
     raise TimeoutError(f"Timed out after {timeout}s waiting for {what}.")
 
 
-def bench_env(config: t.Mapping[str, t.Any], **extra: str) -> dict[str, str]:
-    """The environment of a subprocess running one of the benchmark apps."""
+def bench_env(
+    config: t.Mapping[str, t.Any], *, first_on_path: Path | None = None, **extra: str
+) -> dict[str, str]:
+    """The environment of a subprocess running one of the benchmark apps;
+    ``first_on_path`` goes before the checkout on ``PYTHONPATH`` (see
+    :func:`source_tree_path`)."""
+    path = [str(first_on_path)] if first_on_path is not None else []
     env = {
         **os.environ,
         CONFIG_ENV: json.dumps(dict(config)),
         "PYTHONPATH": os.pathsep.join(
-            p for p in [str(ROOT), os.environ.get("PYTHONPATH", "")] if p
+            p for p in [*path, str(ROOT), os.environ.get("PYTHONPATH", "")] if p
         ),
         **extra,
     }
     env.pop("FLASK_APP", None)
     return env
+
+
+def source_tree_path(tree: Path, workdir: Path) -> Path:
+    """A directory holding only a link to ``tree``'s ``flask_confirm``
+    package, to put first on a subprocess's ``PYTHONPATH`` (``bench_env``'s
+    ``first_on_path``): that process then runs Flask-Confirm from ``tree``
+    (another worktree, main before a change) while ``benchmarks`` still
+    comes from this checkout, whatever ``tree`` holds of it.
+
+    The subprocess must not run in this checkout (``cwd=ROOT``): ``python
+    -m`` and ``-c``, and ``flask --app benchmarks.app`` again, put their
+    working directory first on ``sys.path``, and this checkout's
+    ``flask_confirm`` would come first. Give them ``cwd=workdir``, as this
+    check does.
+
+    :raises RuntimeError: ``tree`` has no ``flask_confirm`` package, or a
+        Python started so does not import it from there.
+    """
+    package = (tree / "flask_confirm").resolve()
+    if not (package / "__init__.py").is_file():
+        raise RuntimeError(f"{tree} holds no flask_confirm package.")
+    shim = workdir / f"tree-{uuid.uuid4().hex[:8]}"
+    shim.mkdir()
+    (shim / "flask_confirm").symlink_to(package, target_is_directory=True)
+    found = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, flask_confirm, benchmarks;"
+            " print(os.path.realpath(flask_confirm.__file__));"
+            " print(os.path.realpath(benchmarks.__file__))",
+        ],
+        env=bench_env({}, first_on_path=shim),
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    lines = found.stdout.split()
+    if (
+        found.returncode != 0
+        or len(lines) != 2
+        or Path(lines[0]).parent != package
+        or Path(lines[1]).parent != ROOT / "benchmarks"
+    ):
+        raise RuntimeError(
+            f"A Python with {shim} first on PYTHONPATH does not import"
+            f" flask_confirm from {package} and benchmarks from this checkout:"
+            f" {found.stdout.strip()} {found.stderr.strip()[-1000:]}"
+        )
+    return shim
 
 
 def proc_status_kib(pid: int, field: str = "VmRSS") -> int | None:
@@ -468,6 +528,14 @@ class SMTPSink:
         data = json.loads(self._command("stats", "stats"))
         return SinkStats(**data)
 
+    def arrivals(self) -> list[tuple[float, str]]:
+        """``(time.monotonic(), first recipient)`` of every message since the
+        last reset, in the order they arrived."""
+        return [
+            (float(when), str(rcpt))
+            for when, rcpt in json.loads(self._command("arrivals", "arrivals"))
+        ]
+
     def reset(self) -> None:
         self._command("reset", "reset")
 
@@ -736,19 +804,19 @@ def http_load(
 # -- Machine ------------------------------------------------------------------
 
 
-def tree_state() -> str:
-    """The commit of the checkout and how many files of ``flask_confirm/``
-    differ from it: what the benchmarks measure."""
+def tree_state(root: Path = ROOT) -> str:
+    """The commit of the checkout (or of the source tree ``root``) and how
+    many files of its ``flask_confirm/`` differ from it: what is measured."""
     try:
         head = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
             capture_output=True,
             text=True,
             timeout=10,
             check=True,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "flask_confirm"],
+            ["git", "-C", str(root), "status", "--porcelain", "flask_confirm"],
             capture_output=True,
             text=True,
             timeout=10,

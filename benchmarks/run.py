@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import sys
 import time
@@ -32,6 +33,8 @@ BENCHMARKS = {
     "scale": "benchmarks.scale",
     "bulk": "benchmarks.bulk",
     "memory": "benchmarks.memory",
+    "latency": "benchmarks.latency",
+    "ceilings": "benchmarks.ceilings",
 }
 
 COLUMNS = (
@@ -48,6 +51,8 @@ COLUMNS = (
 
 def number(value: float) -> str:
     """A figure with three or so significant digits."""
+    if not math.isfinite(value):
+        return str(value)
     if value >= 100:
         return f"{value:.0f}"
     if value >= 10:
@@ -91,6 +96,61 @@ def table(rows: t.Sequence[Row]) -> str:
     )
     rule += "|"
     return "\n".join([render(lines[0]), rule, *(render(line) for line in lines[1:])])
+
+
+def per_run_lines(rows: t.Sequence[Row]) -> list[str]:
+    """Every run's value of the rows that ask for it (paired ratios, whose
+    rounds matter one by one), in run order."""
+    return [
+        f"- {row.benchmark}: {row.variant}, {row.metric}: "
+        + ", ".join(number(v) for v in row.values)
+        for row in rows
+        if row.per_run
+    ]
+
+
+def print_report(
+    rows: t.Sequence[Row],
+    *,
+    runs: int,
+    quick: bool,
+    load_before: float,
+    started: float,
+    machine: t.Sequence[str] | None = None,
+    tree_before: str | None = None,
+    notes: t.Sequence[str] = (),
+    failed: t.Sequence[str] = (),
+) -> None:
+    """Standard output: the machine, the load, the table, each run's value
+    of the per-run rows, the time taken and what failed."""
+    print("Flask-Confirm benchmarks")
+    for line in machine if machine is not None else machine_description():
+        print(line)
+    if tree_before is not None and tree_state() != tree_before:
+        print(f"WARNING: the checkout changed during the run, to {tree_state()}.")
+    for line in notes:
+        print(line)
+    print(
+        f"Load average (1 min): {load_before:.2f} before, {os.getloadavg()[0]:.2f}"
+        " after (other work on the machine skews the figures)."
+    )
+    print(
+        f"{runs} run(s) per figure{' (--quick)' if quick else ''}; median,"
+        " spread min..max over the runs; ratio = median / baseline median."
+    )
+    print()
+    if rows:
+        print(table(rows))
+    extra = per_run_lines(rows)
+    if extra:
+        print()
+        print("Per run (round), in order:")
+        for line in extra:
+            print(line)
+    print()
+    print(f"Total time: {time.perf_counter() - started:.1f} s")
+    if failed:
+        print(f"FAILED: {', '.join(failed)}")
 
 
 def main(argv: t.Sequence[str] | None = None) -> int:
@@ -143,29 +203,17 @@ def main(argv: t.Sequence[str] | None = None) -> int:
         else:
             log(f"{name}: done in {time.perf_counter() - began:.1f} s")
 
-    print("Flask-Confirm benchmarks")
-    for line in machine:
-        print(line)
-    tree_after = tree_state()
-    if tree_after != tree_before:
-        print(f"WARNING: the checkout changed during the run, to {tree_after}.")
-    print(
-        f"Load average (1 min): {load_before:.2f} before, {os.getloadavg()[0]:.2f}"
-        " after (other work on the machine skews the figures)."
+    print_report(
+        rows,
+        runs=runs,
+        quick=args.quick,
+        load_before=load_before,
+        started=started,
+        machine=machine,
+        tree_before=tree_before,
+        failed=failed,
     )
-    print(
-        f"{runs} run(s) per figure{' (--quick)' if args.quick else ''}; median,"
-        " spread min..max over the runs; ratio = median / baseline median."
-    )
-    print()
-    if rows:
-        print(table(rows))
-    print()
-    print(f"Total time: {time.perf_counter() - started:.1f} s")
-    if failed:
-        print(f"FAILED: {', '.join(failed)}")
-        return 1
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

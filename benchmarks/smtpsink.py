@@ -3,8 +3,12 @@
 It accepts every message without parsing it, optionally sleeping ``--delay``
 seconds in its DATA handler first (a slow provider), and counts messages,
 connections, and the (system-wide monotonic) times of the first and last
-message. Commands arrive on standard input, one a line: ``stats`` answers
-``stats {json}``, ``reset`` answers ``reset``; end of input stops it.
+message. It also notes each message's arrival, as that time and the first
+recipient of its envelope, so that a benchmark can tell how long each user's
+mail took (``benchmarks.latency``). Commands arrive on standard input, one a
+line: ``stats`` answers ``stats {json}``, ``arrivals`` answers ``arrivals
+{json}`` (a list of ``[time, recipient]`` since the last reset), ``reset``
+answers ``reset``; end of input stops it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ class CountingHandler:
             self.connections = 0
             self.first: float | None = None
             self.last: float | None = None
+            self.arrivals: list[tuple[float, str]] = []
 
     def stats(self) -> dict[str, t.Any]:
         with self.lock:
@@ -41,6 +46,10 @@ class CountingHandler:
                 "first": self.first,
                 "last": self.last,
             }
+
+    def arrival_list(self) -> list[tuple[float, str]]:
+        with self.lock:
+            return list(self.arrivals)
 
     async def handle_EHLO(
         self,
@@ -59,7 +68,9 @@ class CountingHandler:
         if self.delay:
             await asyncio.sleep(self.delay)
         now = time.monotonic()
+        recipient = envelope.rcpt_tos[0] if envelope.rcpt_tos else ""
         with self.lock:
+            self.arrivals.append((now, recipient))
             self.count += 1
             if self.first is None:
                 self.first = now
@@ -88,6 +99,8 @@ def main() -> None:
             command = line.strip()
             if command == "stats":
                 print(f"stats {json.dumps(handler.stats())}", flush=True)
+            elif command == "arrivals":
+                print(f"arrivals {json.dumps(handler.arrival_list())}", flush=True)
             elif command == "reset":
                 handler.reset()
                 print("reset", flush=True)

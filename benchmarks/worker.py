@@ -257,7 +257,7 @@ def run(quick: bool, runs: int) -> list[Row]:
                 if variant.ses:
                     stats, exited = _drain_ses(ses, args, config, workdir, n)
                 else:
-                    stats, exited = _drain_smtp(sink, args, config, workdir, n)
+                    stats, exited = drain_smtp(sink, args, config, workdir, n)
                 sent = _tutorial_sent(tut_app) if variant.tutorial else None
                 if sent is None:
                     sent = bench_app.count_sent(app)
@@ -275,7 +275,7 @@ def run(quick: bool, runs: int) -> list[Row]:
     )
 
 
-def _drain_smtp(
+def drain_smtp(
     sink: SMTPSink,
     args: list[str],
     config: t.Mapping[str, t.Any],
