@@ -544,19 +544,28 @@ class SMTPSink:
         return {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": self.port}
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(OSError, ValueError):
-                assert self.proc.stdin is not None
-                self.proc.stdin.close()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._reader.join(5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self._stderr.close()
+        stop_piped(self.proc, self._reader, self._stderr)
+
+
+def stop_piped(
+    proc: subprocess.Popen[t.Any], reader: threading.Thread, stderr: t.IO[t.Any]
+) -> None:
+    """Stop a child driven over its stdin (closing it asks it to exit),
+    killing it if it takes over 10 s, then join the thread reading its stdout
+    and close its pipes and its stderr log."""
+    if proc.poll() is None:
+        with contextlib.suppress(OSError, ValueError):
+            assert proc.stdin is not None
+            proc.stdin.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    reader.join(5)
+    if proc.stdout is not None:
+        proc.stdout.close()
+    stderr.close()
 
 
 @contextlib.contextmanager

@@ -81,6 +81,7 @@ from benchmarks.common import Row
 from benchmarks.common import smtp_sink
 from benchmarks.common import SMTPSink
 from benchmarks.common import source_tree_path
+from benchmarks.common import stop_piped
 from benchmarks.common import tree_state
 from benchmarks.worker import confirm_config
 
@@ -286,19 +287,7 @@ class LoadProcess:
         return "\n".join(text.splitlines()[-lines:])
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(OSError, ValueError):
-                assert self.proc.stdin is not None
-                self.proc.stdin.close()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._reader.join(5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self._stderr.close()
+        stop_piped(self.proc, self._reader, self._stderr)
 
 
 @dataclasses.dataclass

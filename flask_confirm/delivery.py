@@ -15,6 +15,7 @@ failure, and an SMTP server refusing a recipient for good puts it there. With
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -53,6 +54,7 @@ from .tokens import change_digest
 
 if t.TYPE_CHECKING:
     from sqlalchemy import Update
+    from sqlalchemy.orm import Mapper
 
     from .models import UserId
     from .senders import EmailMessage
@@ -158,7 +160,7 @@ def _record_sent(state: AppState, unrecorded: list[tuple[t.Any, str | None]]) ->
     # values are on the objects already, but not as changes, so the ORM
     # has nothing to flush (no unit of work, no per-row bookkeeping).
     state.db.session.execute(
-        _sent_statement(state.user_model),
+        _sent_statement(sa_inspect(state.user_model)),
         [
             {
                 "_key": state.key.value(primary_key(user)),
@@ -176,26 +178,20 @@ def _record_sent(state: AppState, unrecorded: list[tuple[t.Any, str | None]]) ->
     unrecorded.clear()
 
 
-#: :func:`_sent_statement` of each user model.
-_SENT_STATEMENTS: dict[type[t.Any], Update] = {}
-
-
-def _sent_statement(model: type[t.Any]) -> Update:
+@functools.lru_cache(maxsize=64)
+def _sent_statement(mapper: Mapper[t.Any]) -> Update:
     """``UPDATE <users> SET confirmation_sent_at = :_sent,
     confirmation_error = NULL WHERE <key> = :_key``, on the table that holds
-    the mixin's columns, built once per model."""
-    statement = _SENT_STATEMENTS.get(model)
-    if statement is None:
-        mapper = sa_inspect(model)
-        sent = mapper.columns["confirmation_sent_at"]
-        error = mapper.columns["confirmation_error"]
-        (key,) = mapper.primary_key
-        statement = _SENT_STATEMENTS[model] = (
-            update(sent.table)
-            .where(key == bindparam("_key"))
-            .values({sent: bindparam("_sent"), error: None})
-        )
-    return statement
+    the mixin's columns, built once per user model (as
+    :func:`.store.confirm_if`'s statements are)."""
+    sent = mapper.columns["confirmation_sent_at"]
+    error = mapper.columns["confirmation_error"]
+    (key,) = mapper.primary_key
+    return (
+        update(sent.table)
+        .where(key == bindparam("_key"))
+        .values({sent: bindparam("_sent"), error: None})
+    )
 
 
 def _load_users(state: AppState, user_ids: t.Collection[UserId]) -> dict[UserId, t.Any]:

@@ -257,7 +257,7 @@ def claim(state: AppState, job: Job) -> list[UserId]:
 
 def members(state: AppState, job_id: str) -> list[UserId]:
     """The users who joined the job ``job_id`` so far, without claiming it
-    (for ``flask confirm status``-like tools and tests)."""
+    (what a waiting job carries, before its meta says so)."""
     _, users = _group_keys(state)
     return [json.loads(value) for value in state.redis.lrange(users + job_id, 0, -1)]
 
@@ -284,8 +284,8 @@ def release(state: AppState, job: Job) -> None:
 
 
 def _coalesce_keys(state: AppState) -> tuple[str, str]:
-    """Where ``CONFIRM_COALESCE`` (before 0.9) kept the ids waiting for a
-    drain job, and the key naming that job."""
+    """Where ``CONFIRM_COALESCE`` kept the ids waiting for a drain job,
+    before batching became adaptive, and the key naming that job."""
     base = f"flask-confirm:coalesce:{state.settings.queue}"
     return f"{base}:ids", f"{base}:job"
 
