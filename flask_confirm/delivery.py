@@ -53,6 +53,8 @@ from .state import current_app_object
 from .tokens import change_digest
 
 if t.TYPE_CHECKING:
+    from redis.client import Pipeline
+    from sqlalchemy import Select
     from sqlalchemy import Update
     from sqlalchemy.orm import Mapper
 
@@ -63,14 +65,21 @@ if t.TYPE_CHECKING:
 logger = logging.getLogger("flask_confirm")
 
 
-def send_one(state: AppState, user_id: UserId) -> str | None:
+def send_one(
+    state: AppState, user_id: UserId, finish: Pipeline | None = None
+) -> str | None:
     """Send the confirmation owed to the user with ``user_id``, if any (see
     :func:`.tasks.send_confirmation_job` for the guarantees). The provider's
-    message id, or ``None`` when nothing was owed.
+    message id, or ``None`` when nothing was owed. Given ``finish``, the
+    job's closing writes (its lock released, its counts) go into that
+    pipeline, which the caller executes (see :func:`.tasks.send_group_job`).
 
     :raises ConfirmationBusy: another worker holds the user's lock.
     """
-    with stats.gathering(state), locks.user_locks(state, [user_id]) as locked:
+    with (
+        stats.gathering(state, finish),
+        locks.user_locks(state, [user_id], finish) as locked,
+    ):
         if not locked:
             raise ConfirmationBusy(
                 f"Another worker is sending the confirmation for user {user_id!r}."
@@ -84,10 +93,12 @@ def send_one(state: AppState, user_id: UserId) -> str | None:
         return sent[1]
 
 
-def send_batch(state: AppState, user_ids: list[UserId]) -> dict[str, int]:
+def send_batch(
+    state: AppState, user_ids: list[UserId], finish: Pipeline | None = None
+) -> dict[str, int]:
     """Send the confirmations owed to ``user_ids`` over one connection (see
     :func:`.tasks.send_batch_job`). Counts of ``sent``, ``skipped`` and
-    ``failed``.
+    ``failed``. ``finish`` as for :func:`send_one`.
 
     :raises TransientSendError: some failed for now; a retry sends only
         those still owed.
@@ -99,7 +110,10 @@ def send_batch(state: AppState, user_ids: list[UserId]) -> dict[str, int]:
     # a send never outlasts its lock (whatever timeout RQ gave the job).
     budget = state.settings.job_timeout
     last_start = time.monotonic() + budget * (len(user_ids) - 1)
-    with stats.gathering(state), locks.user_locks(state, user_ids) as locked:
+    with (
+        stats.gathering(state, finish),
+        locks.user_locks(state, user_ids, finish) as locked,
+    ):
         users = _load_users(state, locked)
         blocked = suppression.owed(state, users.values())  # one query for all
         unrecorded: list[tuple[t.Any, str | None]] = []
@@ -204,8 +218,17 @@ def _load_users(state: AppState, user_ids: t.Collection[UserId]) -> dict[UserId,
     if not user_ids:
         return {}
     key = state.key
-    query = select(state.user_model).where(key.column.in_(key.values(user_ids)))
-    return {primary_key(user): user for user in session.scalars(query)}
+    query = _users_query(sa_inspect(state.user_model))
+    found = session.scalars(query, {"_keys": key.values(user_ids)})
+    return {primary_key(user): user for user in found}
+
+
+@functools.lru_cache(maxsize=64)
+def _users_query(mapper: Mapper[t.Any]) -> Select[t.Any]:
+    """``SELECT <users> WHERE <key> IN (:_keys)``, built once per user model
+    (as :func:`_sent_statement` is)."""
+    (key,) = mapper.primary_key
+    return select(mapper).where(key.in_(bindparam("_keys", expanding=True)))
 
 
 def send_reset(state: AppState, user_id: UserId) -> str | None:

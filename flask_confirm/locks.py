@@ -14,6 +14,9 @@ import typing as t
 from redis.exceptions import RedisError
 
 if t.TYPE_CHECKING:
+    from redis.client import Pipeline
+    from redis.commands.core import Script
+
     from .models import UserId
     from .state import AppState
 
@@ -33,17 +36,23 @@ return released
 """
 
 
+#: The script above, as redis-py loads it (by its SHA1, once per server).
+_SCRIPTS: dict[str, Script] = {}
+
+
 @contextlib.contextmanager
 def user_locks(
-    state: AppState, user_ids: t.Sequence[UserId]
+    state: AppState, user_ids: t.Sequence[UserId], finish: Pipeline | None = None
 ) -> t.Iterator[set[UserId]]:
     """Take the per-user send locks of ``user_ids`` in one round trip, so two
     jobs never send to one user at once; yield the ids whose lock was taken
-    (the others are being sent elsewhere) and release them in one round trip.
-    The locks expire with the job's own timeout (the per-user timeout times
-    the users, plus 5 s): as long as the job may still be running, no other
-    may send to its users; once RQ would give up on it, they are free. Not
-    needed (and Redis maybe absent) when jobs run inline."""
+    (the others are being sent elsewhere) and release them in one round trip,
+    or, given ``finish`` (the job's closing pipeline, see
+    :func:`.tasks.send_group_job`), in that pipeline's. The locks expire
+    with the job's own timeout (the per-user timeout times the users, plus
+    5 s): as long as the job may still be running, no other may send to its
+    users; once RQ would give up on it, they are free. Not needed (and
+    Redis maybe absent) when jobs run inline."""
     if not state.settings.is_async:
         yield set(user_ids)
         return
@@ -59,10 +68,14 @@ def user_locks(
         yield {user_ids[i] for i in held}
     finally:
         if held:
+            script = _SCRIPTS.get(_RELEASE_LOCKS)
+            if script is None:
+                script = _SCRIPTS[_RELEASE_LOCKS] = state.redis.register_script(
+                    _RELEASE_LOCKS
+                )
             with contextlib.suppress(RedisError):
-                state.redis.eval(
-                    _RELEASE_LOCKS,
-                    len(held),
-                    *[keys[i] for i in held],
-                    *[tokens[i] for i in held],
+                script(
+                    keys=[keys[i] for i in held],
+                    args=[tokens[i] for i in held],
+                    client=state.redis if finish is None else finish,
                 )

@@ -23,6 +23,8 @@ from redis.exceptions import RedisError
 from .config import MESSAGE_KINDS
 
 if t.TYPE_CHECKING:
+    from redis.client import Pipeline
+
     from .state import AppState
 
 logger = logging.getLogger("flask_confirm")
@@ -67,10 +69,12 @@ def record(state: AppState, event: str, kind: str | None, count: int = 1) -> Non
 
 
 @contextlib.contextmanager
-def gathering(state: AppState) -> t.Iterator[None]:
+def gathering(state: AppState, finish: Pipeline | None = None) -> t.Iterator[None]:
     """Hold back the counts :func:`record` makes meanwhile and write them
     together at the end, in one round trip: a job's counts, rather than a
-    round trip per mail. Nested, the outermost writes."""
+    round trip per mail; given ``finish`` (the job's closing pipeline, see
+    :func:`.tasks.send_group_job`), in that pipeline's. Nested, the
+    outermost writes."""
     if _gathered.get() is not None:
         yield
         return
@@ -80,16 +84,22 @@ def gathering(state: AppState) -> t.Iterator[None]:
         yield
     finally:
         _gathered.reset(token)
-        if gathered:
+        if gathered and finish is not None:
+            _count(finish, gathered)
+        elif gathered:
             _write(state, gathered)
+
+
+def _count(pipe: Pipeline, counts: t.Mapping[str, int]) -> None:
+    for key, count in counts.items():
+        pipe.incrby(key, count)
+        pipe.expire(key, KEEP)
 
 
 def _write(state: AppState, counts: t.Mapping[str, int]) -> None:
     try:
         with state.redis.pipeline(transaction=False) as pipe:
-            for key, count in counts.items():
-                pipe.incrby(key, count)
-                pipe.expire(key, KEEP)
+            _count(pipe, counts)
             pipe.execute()
     except RedisError as e:
         logger.debug(

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import typing as t
 
+from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import insert
 from sqlalchemy import select
@@ -45,6 +47,7 @@ from .models.suppressions import SOURCE_LENGTH
 from .models.suppressions import TEMPORARY_REASONS
 
 if t.TYPE_CHECKING:
+    from sqlalchemy import Select
     from sqlalchemy import Table
 
     from .state import AppState
@@ -87,11 +90,19 @@ def reasons(state: AppState, addresses: t.Iterable[str]) -> dict[str, str]:
     keys = sorted({canonical_email(address) for address in addresses})
     if not keys:
         return {}
-    table = state.suppressions
-    query = select(table.c.address, table.c.reason).where(
-        table.c.address.in_(keys), _in_force(table)
+    query = _reasons_query(state.suppressions)
+    rows = _execute_with(state, query, {"keys": keys, "now": utcnow()})
+    return {row.address: row.reason for row in rows}
+
+
+@functools.lru_cache(maxsize=16)
+def _reasons_query(table: Table) -> Select[t.Any]:
+    """:func:`reasons`'s ``SELECT``, built once per table (the worker runs it
+    for every job): the addresses and the time as parameters."""
+    return select(table.c.address, table.c.reason).where(
+        table.c.address.in_(bindparam("keys", expanding=True)),
+        table.c.expires_at.is_(None) | (table.c.expires_at > bindparam("now")),
     )
-    return {row.address: row.reason for row in _execute(state, query)}
 
 
 def reason_of(found: t.Mapping[str, str], address: str | None) -> str | None:
@@ -242,7 +253,16 @@ def _bind(state: AppState) -> t.Any:
 
 def _execute(state: AppState, statement: t.Any) -> t.Any:
     """Run ``statement`` in the app's session, on the table's engine."""
-    return state.db.session.execute(statement, bind_arguments={"bind": _bind(state)})
+    return _execute_with(state, statement, None)
+
+
+def _execute_with(
+    state: AppState, statement: t.Any, parameters: dict[str, t.Any] | None
+) -> t.Any:
+    """:func:`_execute` with values for ``statement``'s parameters."""
+    return state.db.session.execute(
+        statement, parameters, bind_arguments={"bind": _bind(state)}
+    )
 
 
 def unsuppress(state: AppState, address: str) -> bool:

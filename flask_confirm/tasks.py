@@ -9,12 +9,14 @@ their names and arguments stay as they are for jobs already queued.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import typing as t
 import weakref
 
 from flask import has_app_context
+from redis.exceptions import RedisError
 from rq import get_current_job
 from rq.job import Job
 
@@ -136,15 +138,25 @@ def send_group_job() -> str | dict[str, int] | None:
         raise RuntimeError("send_group_job runs only as an RQ job.")
     user_ids = queueing.claim(state, job)
     result: str | dict[str, int] | None
-    try:
-        if len(user_ids) == 1:
-            result = delivery.send_one(state, user_ids[0])
+    # What the job writes to Redis once its sends are recorded (its users'
+    # locks released, its counts, its list of users dropped or kept) goes
+    # in one round trip. Lost to a Redis error, the locks expire, the list
+    # outlives the job for a day and the counts are short: nothing is sent
+    # twice or left unsent.
+    with state.redis.pipeline(transaction=False) as finish:
+        try:
+            if len(user_ids) == 1:
+                result = delivery.send_one(state, user_ids[0], finish)
+            else:
+                result = delivery.send_batch(state, user_ids, finish)
+        except BaseException:
+            queueing.keep_for_failure(state, job, finish)
+            raise
         else:
-            result = delivery.send_batch(state, user_ids)
-    except BaseException:
-        queueing.keep_for_failure(state, job)
-        raise
-    queueing.release(state, job)
+            queueing.release(state, job, finish)
+        finally:
+            with contextlib.suppress(RedisError):
+                finish.execute()
     return result
 
 

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from conftest import DNSServer
 from flask_confirm import ConfirmError
+from flask_confirm.addresses import _canonical_by_validating
+from flask_confirm.addresses import canonical_email
 from flask_confirm.addresses import check_deliverable
 from flask_confirm.addresses import InvalidEmail
 from flask_confirm.addresses import MAX_LENGTH
@@ -334,3 +336,52 @@ def test_a_lookup_that_times_out_passes(dns_server: DNSServer) -> None:
     dns_server.silent.add("slow.example.com")
     check_deliverable("ada@slow.example.com", dns_server.resolver())
     assert ("slow.example.com", "MX") in dns_server.queries
+
+
+ASCII_LOCAL = st.lists(
+    st.text(
+        st.sampled_from(
+            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+            "!#$%&'*+-/=?^_`{|}~.\"\\ ()<>[]:;@,"
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    min_size=1,
+    max_size=3,
+).map(".".join)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.one_of(
+        st.text(st.characters(max_codepoint=127), max_size=80),
+        st.builds(
+            lambda pad, local, labels, tld: (
+                f"{pad}{local}@{'.'.join(labels)}.{tld}{pad}"
+            ),
+            st.sampled_from(["", " ", "\t"]),
+            ASCII_LOCAL,
+            st.lists(LABEL, min_size=1, max_size=3),
+            TLD,
+        ),
+    )
+)
+def test_an_ascii_address_is_spelled_as_validating_spells_it(raw: str) -> None:
+    """canonical_email's shortcut for ASCII addresses (what the worker spells
+    for every mail) gives what normalising gives, valid address or not."""
+    assert canonical_email(raw) == _canonical_by_validating(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "spelled"),
+    [
+        (" Ada@Example.ORG ", "ada@example.org"),
+        ('"Ada"@example.org', '"ada"@example.org'),  # quoted: not accepted
+        ("carol@XN--BCHER-KVA.example", "carol@bücher.example"),
+        ("Carol@Bücher.example", "carol@bücher.example"),
+        ("not an address", "not an address"),
+    ],
+)
+def test_canonical_spellings(raw: str, spelled: str) -> None:
+    assert canonical_email(raw) == spelled

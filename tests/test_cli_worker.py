@@ -224,9 +224,10 @@ def test_long_running_worker_outlives_a_redis_outage(
 
 
 def test_rq_offers_the_methods_the_lean_worker_overrides() -> None:
-    """The worker trims RQ's traffic by overriding ``heartbeat`` and
-    ``set_state``; pin their signatures on every RQ we support, so a release
-    that changes them fails here rather than in production."""
+    """The worker trims RQ's traffic by overriding ``heartbeat``,
+    ``set_state``, ``check_for_suspension`` and ``handle_execution_ended``;
+    pin their signatures on every RQ we support, so a release that changes
+    them fails here rather than in production."""
     import inspect
 
     from rq import SimpleWorker
@@ -242,6 +243,16 @@ def test_rq_offers_the_methods_the_lean_worker_overrides() -> None:
             "self",
             "state",
             "pipeline",
+        ]
+        assert list(inspect.signature(cls.check_for_suspension).parameters) == [
+            "self",
+            "burst",
+        ]
+        assert list(inspect.signature(cls.handle_execution_ended).parameters) == [
+            "self",
+            "job",
+            "queue",
+            "heartbeat_ttl",
         ]
 
 
@@ -273,6 +284,52 @@ def test_lean_worker_skips_repeated_heartbeats_and_states(
         assert redis_client.hget(worker.key, "state") == b"busy"
     finally:
         worker.register_death()
+
+
+def test_lean_worker_checks_for_suspension_at_most_every_second(
+    redis_client: redis.Redis,
+) -> None:
+    from rq.suspension import resume
+    from rq.suspension import suspend
+
+    from flask_confirm.cli import worker as worker_module
+
+    worker = worker_module._StopAwareSimpleWorker(
+        [Queue("lean", connection=redis_client)], connection=redis_client
+    )
+    worker.check_for_suspension(burst=True)  # not suspended
+    suspend(redis_client)
+    try:
+        worker.check_for_suspension(burst=True)  # checked under a second ago
+        worker._suspension_checked_at -= worker_module.SUSPENSION_EVERY
+        with pytest.raises(worker_module.StopRequested):
+            worker.check_for_suspension(burst=True)
+    finally:
+        resume(redis_client)
+
+
+def test_lean_worker_saves_a_jobs_end_with_its_outcome(
+    redis_client: redis.Redis,
+) -> None:
+    """The end of a job is no longer written on its own: what RQ saves with
+    the outcome holds it, for a job that succeeded and for one that failed."""
+    from flask_confirm.cli import worker as worker_module
+
+    queue = Queue("lean", connection=redis_client)
+    done = queue.enqueue("builtins.abs", -2)
+    failed = queue.enqueue("builtins.abs", "not a number")
+    worker = worker_module._StopAwareSimpleWorker([queue], connection=redis_client)
+    before = dt.datetime.now(dt.timezone.utc)
+    assert worker.work(burst=True)
+    for job_id, status in ((done.id, "finished"), (failed.id, "failed")):
+        job = Job.fetch(job_id, connection=redis_client)
+        assert job.get_status() == status
+        assert job.ended_at is not None
+        assert job.ended_at.replace(tzinfo=dt.timezone.utc) >= before
+        assert job.last_heartbeat is not None
+        assert job.last_heartbeat.replace(tzinfo=dt.timezone.utc) >= before
+        assert job.ended_at >= job.started_at
+    assert Job.fetch(done.id, connection=redis_client).return_value() == 2
 
 
 def test_busy_worker_still_heartbeats(

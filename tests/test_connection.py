@@ -115,6 +115,22 @@ def test_client_given_to_confirm_is_used_everywhere(
     assert smtp_server.messages[0]["To"] == "ada@example.org"
 
 
+def test_replies_are_parsed_by_hiredis(
+    make_app: AppFactory, app_config: dict[str, t.Any]
+) -> None:
+    """hiredis is a dependency so that the app's and the worker's clients
+    parse Redis replies in C (about half a worker's CPU in redis-py goes,
+    benchmarks/README). redis-py passes over a hiredis it does not accept
+    without a word, so the floor in pyproject.toml is checked here."""
+    from redis._parsers import _HiredisParser
+
+    app_config["CONFIRM_ASYNC"] = True
+    app = make_app()
+    client = app.extensions["confirm"]._get_state(app).redis
+    connection = client.connection_pool.make_connection()
+    assert isinstance(connection._parser, _HiredisParser)
+
+
 # -- passwords ------------------------------------------------------------------
 
 

@@ -77,7 +77,11 @@ def test_confirmations_join_the_waiting_job_up_to_the_batch_size(
         assert state.queue.job_ids == list(by_job)
         for job_id, ids in by_job.items():
             assert queueing.members(state, job_id) == ids
-            assert state.queue.fetch_job(job_id).args == ()  # no ids, no secrets
+            job = state.queue.fetch_job(job_id)
+            assert job.args == ()  # no ids, no secrets
+            # The dashboard shows a waiting job's first user; the others
+            # once it starts.
+            assert job.meta == {"users": ids[:1]}
 
     result = run_worker("--burst")
     assert result.returncode == 0, result.stderr

@@ -21,6 +21,8 @@ from flask_confirm import Confirm
 from flask_confirm import ConfirmableMixin
 from flask_confirm.models import REASONS
 from flask_confirm.state import get_state
+from flask_confirm.suppression import reasons
+from flask_confirm.suppression import suppress
 from flask_confirm.suppression import suppressed
 from testapp import BASE_CONFIG
 from testapp import outbox
@@ -98,6 +100,31 @@ def test_every_spelling_is_one_row(db_app: Flask) -> None:
         ("carol@bucher.example.org", "manual"),
         ("carol@bücher.example.org", "smtp_rejected"),
     ]
+
+
+def test_what_the_worker_looks_up_holds_until_it_expires(db_app: Flask) -> None:
+    """The worker's one lookup per job (its statement built once, the time
+    a parameter) finds every spelling of a suppressed address, and a soft
+    bounce's rest no longer once it is over."""
+    with db_app.app_context():
+        state = get_state()
+        suppress(state, "Ada@Example.org", "complaint", source="test")
+        suppress(
+            state,
+            "bob@example.org",
+            "soft_bounce",
+            source="test",
+            expires_in=dt.timedelta(days=7),
+        )
+        asked = [" ADA@example.ORG", "bob@example.org", "cy@example.org"]
+        assert reasons(state, asked) == {
+            "ada@example.org": "complaint",
+            "bob@example.org": "soft_bounce",
+        }
+        later = dt.datetime.now(UTC) + dt.timedelta(days=7, minutes=1)
+        with freeze_time(later):
+            assert reasons(state, asked) == {"ada@example.org": "complaint"}
+        assert reasons(state, []) == {}
 
 
 def test_reason_and_source_are_checked(app: Flask) -> None:

@@ -5,6 +5,7 @@ owed when run ``--with-scheduler``. Internal."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import functools
 import logging
 import os
@@ -37,6 +38,7 @@ from ..state import get_state
 if t.TYPE_CHECKING:
     from flask import Flask
     from redis import Redis
+    from rq.job import Job
 
 logger = logging.getLogger("flask_confirm")
 
@@ -223,18 +225,29 @@ def _work(
 #: default), so one every few seconds keeps it as alive as one per job.
 HEARTBEAT_EVERY = 5.0
 
+#: Seconds between two checks for ``rq suspend``. RQ checks before every
+#: dequeue (a round trip a job); a suspension still stops the worker
+#: within this long.
+SUSPENSION_EVERY = 1.0
+
 
 class _Lean:
-    """Trims RQ's per-job Redis traffic through the two methods RQ's worker
-    classes offer subclasses for it: ``heartbeat`` (skipped when the last
-    was under :data:`HEARTBEAT_EVERY` seconds ago, unless it carries an
-    explicit timeout or is part of a pipeline, as the job's own bookkeeping
-    is) and ``set_state`` (skipped when the state is the one written last:
-    RQ writes "idle" after each job and again before each dequeue).
-    Together they save several round trips a job. ``tests/test_cli_worker``
-    pins the signatures this relies on. Internal."""
+    """Trims RQ's per-job Redis traffic through methods RQ's worker classes
+    offer subclasses: ``heartbeat`` (skipped when the last was under
+    :data:`HEARTBEAT_EVERY` seconds ago, unless it carries an explicit
+    timeout or is part of a pipeline, as the job's own bookkeeping is),
+    ``set_state`` (skipped when the state is the one written last: RQ
+    writes "idle" after each job and again before each dequeue),
+    ``check_for_suspension`` (at most every :data:`SUSPENSION_EVERY`
+    seconds) and ``handle_execution_ended`` (the job's end time and
+    heartbeat kept on the job, which RQ saves with its outcome in the same
+    round trip, rather than written on their own first). Together they save
+    several round trips a job. ``tests/test_cli_worker`` pins the
+    signatures this relies on, and what a finished or failed job's hash
+    then holds. Internal."""
 
     _beat_at = float("-inf")
+    _suspension_checked_at = float("-inf")
     _state: str
 
     def heartbeat(self, timeout: int | None = None, pipeline: t.Any = None) -> None:
@@ -251,6 +264,17 @@ class _Lean:
         if pipeline is None and state == getattr(self, "_state", None):
             return
         super().set_state(state, pipeline)  # type: ignore[misc]
+
+    def check_for_suspension(self, burst: bool) -> None:
+        if time.monotonic() - self._suspension_checked_at < SUSPENSION_EVERY:
+            return
+        super().check_for_suspension(burst)  # type: ignore[misc]
+        self._suspension_checked_at = time.monotonic()
+
+    def handle_execution_ended(
+        self, job: Job, queue: Queue, heartbeat_ttl: int
+    ) -> None:
+        job.ended_at = job.last_heartbeat = dt.datetime.now(dt.timezone.utc)
 
 
 class _StopAware:

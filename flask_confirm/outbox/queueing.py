@@ -22,6 +22,7 @@ from rq import Retry
 from .. import delivery
 
 if t.TYPE_CHECKING:
+    from redis.client import Pipeline
     from redis.commands.core import Script
     from rq.job import Job
 
@@ -223,6 +224,7 @@ def join(state: AppState, user_id: UserId) -> str:
             timeout=settings.job_timeout * settings.batch_size,
             retry=retry_policy(state),
             failure_ttl=settings.failed_job_ttl,
+            meta={"users": [user_id]},
             pipeline=pipe,
         )
         pipe.rpush(users + job_id, member)
@@ -243,12 +245,13 @@ def _users_ttl(state: AppState) -> int:
 
 def claim(state: AppState, job: Job) -> list[UserId]:
     """The users that joined ``job`` (:func:`join`), which from now on takes
-    no more. Recorded in the job's ``meta`` as ``users`` the first time, so
-    the dashboard shows whom a job carries."""
+    no more. Recorded in the job's ``meta`` as ``users``, so the dashboard
+    shows whom a job carries: :func:`join` records the first as it queues
+    the job, and this the others, if any joined."""
     marker, users = _group_keys(state)
     raw = _run(state, _CLAIM, keys=[marker, users + job.id], args=[job.id])
     user_ids: list[UserId] = [json.loads(value) for value in raw]
-    if "users" not in job.meta:
+    if job.meta.get("users") != user_ids:  # others joined after the first
         job.meta["users"] = user_ids
         with contextlib.suppress(RedisError):
             job.save_meta()  # type: ignore[no-untyped-call]
@@ -262,25 +265,25 @@ def members(state: AppState, job_id: str) -> list[UserId]:
     return [json.loads(value) for value in state.redis.lrange(users + job_id, 0, -1)]
 
 
-def keep_for_failure(state: AppState, job: Job) -> None:
+def keep_for_failure(state: AppState, job: Job, pipe: Pipeline) -> None:
     """``job`` is failing: keep its list of users as long as RQ keeps the
     failed job (:data:`CONFIRM_FAILED_JOB_TTL`), so a requeue from the
     dashboard still carries them and nothing of the job outlives it; until
-    its last retry, also the longest wait before one."""
+    its last retry, also the longest wait before one. Queued on ``pipe``,
+    the job's closing pipeline."""
     _, users = _group_keys(state)
     settings = state.settings
     ttl = settings.failed_job_ttl
     if job.retries_left:
         ttl += max(settings.retry_intervals, default=0)
-    with contextlib.suppress(RedisError):
-        state.redis.expire(users + job.id, ttl)
+    pipe.expire(users + job.id, ttl)
 
 
-def release(state: AppState, job: Job) -> None:
-    """Drop the list of ``job``'s users once it has done its work."""
+def release(state: AppState, job: Job, pipe: Pipeline) -> None:
+    """Drop the list of ``job``'s users once it has done its work. Queued on
+    ``pipe``, the job's closing pipeline."""
     _, users = _group_keys(state)
-    with contextlib.suppress(RedisError):
-        state.redis.delete(users + job.id)
+    pipe.delete(users + job.id)
 
 
 def _coalesce_keys(state: AppState) -> tuple[str, str]:
