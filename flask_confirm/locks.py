@@ -15,7 +15,6 @@ from redis.exceptions import RedisError
 
 if t.TYPE_CHECKING:
     from redis.client import Pipeline
-    from redis.commands.core import Script
 
     from .models import UserId
     from .state import AppState
@@ -34,10 +33,6 @@ for i, key in ipairs(KEYS) do
 end
 return released
 """
-
-
-#: The script above, as redis-py loads it (by its SHA1, once per server).
-_SCRIPTS: dict[str, Script] = {}
 
 
 @contextlib.contextmanager
@@ -68,14 +63,12 @@ def user_locks(
         yield {user_ids[i] for i in held}
     finally:
         if held:
-            script = _SCRIPTS.get(_RELEASE_LOCKS)
-            if script is None:
-                script = _SCRIPTS[_RELEASE_LOCKS] = state.redis.register_script(
-                    _RELEASE_LOCKS
-                )
+            # EVAL, not a loaded script's EVALSHA: in a pipeline, redis-py
+            # would first ask whether the script is loaded, a round trip.
             with contextlib.suppress(RedisError):
-                script(
-                    keys=[keys[i] for i in held],
-                    args=[tokens[i] for i in held],
-                    client=state.redis if finish is None else finish,
+                (state.redis if finish is None else finish).eval(
+                    _RELEASE_LOCKS,
+                    len(held),
+                    *[keys[i] for i in held],
+                    *[tokens[i] for i in held],
                 )

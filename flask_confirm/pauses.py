@@ -5,7 +5,8 @@ SES answers ``AccountSuspendedException``, ``SendingPausedException`` or
 the account: nothing is wrong with the message or its recipient, and each
 retry would only burn one of the user's retries and hammer the provider.
 So the first worker to hear it stops all of them (a key in Redis that lives
-:data:`CONFIRM_SENDING_PAUSE` seconds), logs an error and sends
+:data:`CONFIRM_SENDING_PAUSE` seconds, which each reads at most every
+:data:`CHECK_EVERY` seconds while it finds none), logs an error and sends
 :data:`.sending_paused`; meanwhile a confirmation is left owed, as it was,
 for the sweeper to queue again once the pause is over. Internal.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 import typing as t
 
 from redis.exceptions import RedisError
@@ -51,9 +53,18 @@ def send(state: AppState, message: EmailMessage) -> str | None:
         raise start(state, code, e) from e
 
 
+#: Seconds a process goes on sending without asking Redis again after it
+#: found sending not paused: a pause another worker starts stops this one
+#: within this long, and a batch does not ask once per mail.
+CHECK_EVERY = 1.0
+
+
 def check(state: AppState) -> None:
     """Raise :class:`.SendingPaused` while a pause holds. A Redis that cannot
     be read is no pause (the send itself will say what is wrong)."""
+    memo = state.memo
+    if time.monotonic() - memo.unpaused_at < CHECK_EVERY:
+        return
     try:
         reason = state.redis.get(_key(state))
     except RedisError:
@@ -62,11 +73,13 @@ def check(state: AppState) -> None:
         raise SendingPaused(
             f"Sending is paused: the provider refused the account ({reason.decode()})."
         )
+    memo.unpaused_at = time.monotonic()
 
 
 def start(state: AppState, code: str, error: Exception) -> SendingPaused:
     """Pause sending for every worker of the queue, say so (an error in the
     log, :data:`.sending_paused`), and return the exception to raise."""
+    state.memo.unpaused_at = float("-inf")  # this process pauses at once
     seconds = state.settings.sending_pause
     until = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds)
     if state.settings.is_async:

@@ -56,12 +56,22 @@ class Hooks:
 
 
 @dataclasses.dataclass
+class Memo:
+    """What a process remembers of Redis between sends, to ask it less
+    often; losing it costs a round trip, never a guarantee."""
+
+    #: When this process last found sending not paused (:mod:`.pauses`), on
+    #: the monotonic clock.
+    unpaused_at: float = float("-inf")
+
+
+@dataclasses.dataclass
 class AppState:
     """Everything Flask-Confirm holds for one application.
 
     Built once by :meth:`.Confirm.init_app` from the configuration and never
-    changed afterwards (apart from what tests swap in), so that a request or
-    a job reads it without locks.
+    changed afterwards (apart from what tests swap in, and :attr:`memo`), so
+    that a request or a job reads it without locks.
     """
 
     settings: Settings
@@ -99,6 +109,7 @@ class AppState:
     #: The SNS signing certificates of :data:`CONFIRM_SES_EVENTS`; ``None``
     #: when it is off.
     sns_certificates: CertificateStore | None = None
+    memo: Memo = dataclasses.field(default_factory=Memo)
 
     def check_deliverable(self, email: str) -> None:
         """With :data:`CONFIRM_CHECK_DELIVERABILITY`, refuse ``email`` if its

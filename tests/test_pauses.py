@@ -21,7 +21,9 @@ from flask import Flask
 
 from conftest import AppFactory
 from conftest import free_port
+from flask_confirm import pauses
 from flask_confirm import signals
+from flask_confirm.state import get_state
 from flask_confirm.tasks import send_batch_job
 from flask_confirm.tasks import send_confirmation_job
 from flask_confirm.tasks import send_reset_job
@@ -135,6 +137,29 @@ def test_an_account_refusal_pauses_every_worker_and_fails_nobody(
     with app.app_context():
         assert send_confirmation_job(ada) == "m-2"
     assert user_state(app, ada)[0] == "sent"
+
+
+def test_a_pause_another_worker_starts_is_heard_within_a_second(
+    make_app: AppFactory, fake_ses: FakeSES, redis_client: redis.Redis
+) -> None:
+    """A worker that found sending not paused asks Redis again only after
+    pauses.CHECK_EVERY (not once per mail of a batch); then it stops."""
+    app = ses_app(make_app)
+    fake_ses.refusal = None
+    ada, bob, cy = requested_users(
+        app, "ada@example.org", "bob@example.org", "cy@example.org"
+    )
+    with app.app_context():
+        assert send_confirmation_job(ada) == "m-1"
+        # Another worker pauses sending meanwhile.
+        redis_client.set("flask-confirm:paused:confirm", b"SendingPausedException")
+        assert send_confirmation_job(bob) == "m-2"  # under a second later
+        get_state().memo.unpaused_at -= pauses.CHECK_EVERY
+        assert send_confirmation_job(cy) is None
+    assert fake_ses.requests == 2
+    state, error = user_state(app, cy)
+    assert state == "requested"
+    assert error is not None and error.startswith("paused:")
 
 
 def test_a_paused_reset_is_not_sent_and_not_retried(
