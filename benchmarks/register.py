@@ -20,7 +20,15 @@ connections, each as soon as its previous one is answered. Variants:
 ``no mail, 1 client`` and ``flask-confirm, 1 client``
     The first two again, one request at a time and with no worker running, on
     the provider-down server: what ``send_confirmation`` adds to one request,
-    without the queueing that 4 clients on 2 cores add to latencies.
+    without the queueing that 4 clients on 2 cores add to latencies. With no
+    worker, most confirmations join the job that waits (one Redis script).
+``flask-confirm, 1 client, a job each``
+    As ``flask-confirm, 1 client``, on a server of its own with
+    ``CONFIRM_BATCH_SIZE=1``, so that every confirmation queues a job of its
+    own (the script, then one transaction): what a request costs when an
+    idle worker has already taken the job before it (a quiet site). The
+    real path also sets the marker others would join (one command more in
+    the same transaction). Compared with ``no mail, 1 client``.
 """
 
 from __future__ import annotations
@@ -56,7 +64,9 @@ SYNC = "sync smtp 200ms"
 DOWN = "flask-confirm, provider down"
 NOMAIL_1 = "no mail, 1 client"
 CONFIRM_1 = "flask-confirm, 1 client"
+EACH_1 = "flask-confirm, 1 client, a job each"
 DOWN_QUEUE = "confirm-down"
+EACH_QUEUE = "confirm-each"
 CONCURRENCY = 4
 
 
@@ -103,12 +113,18 @@ def run(quick: bool, runs: int) -> list[Row]:
             MAIL_SERVER="127.0.0.1",
             MAIL_PORT=free_port(),  # nothing listens there
         )
+        each_config = {
+            **down_config,
+            "CONFIRM_QUEUE": EACH_QUEUE,
+            "CONFIRM_BATCH_SIZE": 1,
+        }
         app = bench_app.create_app(web_config)
         stack.callback(bench_app.close, app)
         bench_app.reset_tables(app)
 
         port = stack.enter_context(waitress_server(web_config, workdir, "main"))
         down_port = stack.enter_context(waitress_server(down_config, workdir, "down"))
+        each_port = stack.enter_context(waitress_server(each_config, workdir, "each"))
         worker = start_confirm_worker(worker_config, workdir, "worker")
         stack.callback(worker.stop)
 
@@ -119,6 +135,7 @@ def run(quick: bool, runs: int) -> list[Row]:
             DOWN: (down_port, "/register/confirm", count, CONCURRENCY),
             NOMAIL_1: (down_port, "/register/nomail", count, 1),
             CONFIRM_1: (down_port, "/register/confirm", count, 1),
+            EACH_1: (each_port, "/register/confirm", count, 1),
         }
         for index, (variant_port, path, _, clients) in enumerate(variants.values()):
             tag = f"warm-v{index}"
@@ -148,8 +165,21 @@ def run(quick: bool, runs: int) -> list[Row]:
                 if name == CONFIRM:
                     _wait_drained(redis, "confirm", 60 + n / 10)
         _check(app, redis, results)
+        # Every confirmation of the a-job-each variant queued its own job.
+        jobs = Queue(EACH_QUEUE, connection=redis.client).count
+        if jobs != warmup + count * runs:
+            raise RuntimeError(
+                f"{jobs} jobs wait in {EACH_QUEUE!r}, not one per confirmation"
+                f" ({warmup + count * runs})."
+            )
     return results.rows(
-        {CONFIRM: NOMAIL, SYNC: NOMAIL, DOWN: CONFIRM, CONFIRM_1: NOMAIL_1}
+        {
+            CONFIRM: NOMAIL,
+            SYNC: NOMAIL,
+            DOWN: CONFIRM,
+            CONFIRM_1: NOMAIL_1,
+            EACH_1: NOMAIL_1,
+        }
     )
 
 
