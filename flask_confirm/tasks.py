@@ -26,6 +26,7 @@ from .state import get_state
 
 if t.TYPE_CHECKING:
     from flask import Flask
+    from redis.client import Pipeline
 
     from .models import UserId
     from .state import AppState
@@ -101,7 +102,9 @@ def send_confirmation_job(user_id: UserId) -> str | None:
 
     :return: the provider's message id, which is not a secret.
     """
-    return delivery.send_one(_this_state(), user_id)
+    state = _this_state()
+    with _closing(state) as finish:
+        return delivery.send_one(state, user_id, finish)
 
 
 def send_batch_job(user_ids: list[UserId]) -> dict[str, int]:
@@ -116,7 +119,24 @@ def send_batch_job(user_ids: list[UserId]) -> dict[str, int]:
 
     :return: counts of ``sent``, ``skipped`` and ``failed`` confirmations.
     """
-    return delivery.send_batch(_this_state(), user_ids)
+    state = _this_state()
+    with _closing(state) as finish:
+        return delivery.send_batch(state, user_ids, finish)
+
+
+@contextlib.contextmanager
+def _closing(state: AppState) -> t.Iterator[Pipeline]:
+    """The job's closing pipeline: what it writes to Redis once its sends
+    are recorded (its users' locks released, its counts, its list of users
+    dropped or kept) goes in one round trip at its end, success or not.
+    Lost to a Redis error, the locks expire, a list outlives its job for a
+    day and the counts are short: nothing is sent twice or left unsent."""
+    with state.redis.pipeline(transaction=False) as finish:
+        try:
+            yield finish
+        finally:
+            with contextlib.suppress(RedisError):
+                finish.execute()
 
 
 def send_group_job() -> str | dict[str, int] | None:
@@ -138,12 +158,7 @@ def send_group_job() -> str | dict[str, int] | None:
         raise RuntimeError("send_group_job runs only as an RQ job.")
     user_ids = queueing.claim(state, job)
     result: str | dict[str, int] | None
-    # What the job writes to Redis once its sends are recorded (its users'
-    # locks released, its counts, its list of users dropped or kept) goes
-    # in one round trip. Lost to a Redis error, the locks expire, the list
-    # outlives the job for a day and the counts are short: nothing is sent
-    # twice or left unsent.
-    with state.redis.pipeline(transaction=False) as finish:
+    with _closing(state) as finish:
         try:
             if len(user_ids) == 1:
                 result = delivery.send_one(state, user_ids[0], finish)
@@ -152,11 +167,7 @@ def send_group_job() -> str | dict[str, int] | None:
         except BaseException:
             queueing.keep_for_failure(state, job, finish)
             raise
-        else:
-            queueing.release(state, job, finish)
-        finally:
-            with contextlib.suppress(RedisError):
-                finish.execute()
+        queueing.release(state, job, finish)
     return result
 
 
