@@ -271,3 +271,75 @@ def test_plain_rq_worker_fails_the_job_clearly(
     assert "Queued 1 " in run_flask("confirm", "sweep", "--older-than", "0").stdout
     assert run_worker("--burst").returncode == 0
     assert [str(m["To"]) for m in smtp_server.messages] == ["ada@example.org"]
+
+
+# -- the job's own Redis traffic ---------------------------------------------------
+
+
+def _ours(frames: list[t.Any]) -> bool:
+    """Whether the code that sent a command is Flask-Confirm's (the first
+    frame outside redis-py), not RQ's."""
+    for frame in reversed(frames):
+        filename = frame.filename.replace(os.sep, "/")
+        if "/redis/" in filename:
+            continue
+        return "/flask_confirm/" in filename
+    return False
+
+
+def test_a_one_user_job_costs_three_round_trips_of_our_own(
+    make_app: AppFactory,
+    app_config: dict[str, t.Any],
+    smtp_server: SMTPServer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """What a job adds to RQ's own bookkeeping in Redis: claiming its users,
+    taking their locks, and one closing pipeline (locks released, counts,
+    its list dropped). Counted in the process, on the worker's real
+    connection: a round trip is one write of commands to Redis."""
+    import traceback
+
+    from redis.connection import AbstractConnection
+
+    from flask_confirm import pauses
+    from flask_confirm.cli.worker import _StopAwareSimpleWorker
+    from flask_confirm.state import get_state
+
+    app_config.update(
+        smtp_server.config,
+        CONFIRM_ASYNC=True,
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'trips.sqlite'}",
+    )
+    # A pause check within the last CHECK_EVERY seconds is remembered.
+    monkeypatch.setattr(pauses, "CHECK_EVERY", 3600.0)
+    app = make_app()
+    client = app.test_client()
+    sent = AbstractConnection.send_packed_command
+    ours: list[int] = []
+    counting_on = False
+
+    def counting(self: t.Any, command: t.Any, check_health: bool = True) -> None:
+        if counting_on:
+            ours[-1] += _ours(traceback.extract_stack()[:-1])
+        sent(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    with app.app_context():
+        state = get_state()
+        try:
+            for n, email in enumerate(["ada@example.org", "bob@example.org"]):
+                response = client.post("/register", data={"email": email})
+                assert response.status_code == 201
+                ours.append(0)
+                worker = _StopAwareSimpleWorker(
+                    [state.queue], connection=state.redis, job_class=state.job_class
+                )
+                counting_on = True
+                assert worker.work(burst=True)
+                counting_on = False
+                smtp_server.wait_for_messages(n + 1)
+        finally:
+            state.sender.close()  # the worker's SMTP connection
+    # The first job also loads the scripts and reads the pause key.
+    assert ours[1] == 3, ours
