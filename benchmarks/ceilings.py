@@ -9,6 +9,10 @@ the same Redis, PostgreSQL and SMTP sink as the other benchmarks:
     N queued jobs that do nothing: RQ's own cost per job, the most any worker
     running one RQ job per mail can send. jobs/s from the first job's end to
     the last's (RQ's timestamps), so start-up is left out.
+``flask-confirm's worker class, no-op jobs``
+    The same, with ``--worker-class`` the class ``flask confirm-worker``
+    runs (RQ's ``SimpleWorker`` with the heartbeat, state, suspension and
+    job-end trims of :mod:`flask_confirm.cli.worker`), compared with stock.
 ``plain loop: SMTP + UPDATE``
     No RQ and no queue: one process (this one) loops over N user ids and for
     each sends one mail of a confirmation's size (about 4.7 kB, text and HTML)
@@ -66,6 +70,8 @@ from benchmarks.worker import queue_confirmations
 
 NAME = "ceilings"
 RQ_NOOP = "rq SimpleWorker, no-op jobs"
+LEAN_NOOP = "flask-confirm's worker class, no-op jobs"
+LEAN_CLASS = "flask_confirm.cli.worker._StopAwareSimpleWorker"
 PLAIN = "plain loop: SMTP + UPDATE"
 PLAIN_LPOP = "plain loop + Redis LPOP: SMTP + UPDATE"
 RAW_SMTP = "raw SMTP, one connection"
@@ -97,8 +103,14 @@ def message() -> bytes:
     return mail.as_bytes(policy=email.policy.SMTP)
 
 
-def rq_noop(redis: RedisServer, workdir: Path, count: int) -> float:
-    """jobs/s of stock ``rq worker`` on ``count`` no-op jobs; see the module."""
+def rq_noop(
+    redis: RedisServer,
+    workdir: Path,
+    count: int,
+    worker_class: str = "rq.SimpleWorker",
+) -> float:
+    """jobs/s of ``rq worker`` with ``worker_class`` on ``count`` no-op jobs;
+    see the module."""
     redis.flush()
     queue = Queue(QUEUE, connection=redis.client)
     ids = []
@@ -117,7 +129,7 @@ def rq_noop(redis: RedisServer, workdir: Path, count: int) -> float:
             "worker",
             "--burst",
             "--worker-class",
-            "rq.SimpleWorker",
+            worker_class,
             "--url",
             redis.url,
             QUEUE,
@@ -224,6 +236,9 @@ def run(quick: bool, runs: int) -> list[Row]:
             log(f"{NAME}: run {run_index + 1}/{runs}")
             results.add(RQ_NOOP, "jobs/s", rq_noop(redis, workdir, noop_count))
             results.add(
+                LEAN_NOOP, "jobs/s", rq_noop(redis, workdir, noop_count, LEAN_CLASS)
+            )
+            results.add(
                 PLAIN,
                 "emails/s",
                 plain_loop(redis, db_url, sink, loop_count, lpop=False),
@@ -246,6 +261,7 @@ def run(quick: bool, runs: int) -> list[Row]:
                     f"{v} {results.values(v, m)[-1]:.0f} {m}"
                     for v, m in (
                         (RQ_NOOP, "jobs/s"),
+                        (LEAN_NOOP, "jobs/s"),
                         (PLAIN, "emails/s"),
                         (PLAIN_LPOP, "emails/s"),
                         (RAW_SMTP, "msgs/s"),
@@ -255,5 +271,10 @@ def run(quick: bool, runs: int) -> list[Row]:
                 )
             )
     return results.rows(
-        {PLAIN_LPOP: PLAIN, OURS_ONE: PLAIN_LPOP, OURS_BATCH: PLAIN_LPOP}
+        {
+            LEAN_NOOP: RQ_NOOP,
+            PLAIN_LPOP: PLAIN,
+            OURS_ONE: PLAIN_LPOP,
+            OURS_BATCH: PLAIN_LPOP,
+        }
     )
