@@ -164,14 +164,7 @@ def run(quick: bool, runs: int) -> list[Row]:
                 results.add(name, "req/s", result.rps)
                 if name == CONFIRM:
                     _wait_drained(redis, "confirm", 60 + n / 10)
-        _check(app, redis, results)
-        # Every confirmation of the a-job-each variant queued its own job.
-        jobs = Queue(EACH_QUEUE, connection=redis.client).count
-        if jobs != warmup + count * runs:
-            raise RuntimeError(
-                f"{jobs} jobs wait in {EACH_QUEUE!r}, not one per confirmation"
-                f" ({warmup + count * runs})."
-            )
+        _check(app, redis, results, each_jobs=warmup + count * runs)
     return results.rows(
         {
             CONFIRM: NOMAIL,
@@ -183,12 +176,19 @@ def run(quick: bool, runs: int) -> list[Row]:
     )
 
 
-def _check(app: t.Any, redis: RedisServer, results: Results) -> None:
+def _check(app: t.Any, redis: RedisServer, results: Results, each_jobs: int) -> None:
     """Every Flask-Confirm registration was queued, and those the worker
-    served were sent; the provider-down ones wait in their queue."""
+    served were sent; the provider-down ones wait in their queue, and each
+    of the a-job-each variant's (``each_jobs`` of them) in a job of its own."""
     down = Queue(DOWN_QUEUE, connection=redis.client).count
     expected_down = len(results.values(DOWN, "req/s"))
     if expected_down and down == 0:
         raise RuntimeError("No job waits in the provider-down queue.")
+    each = Queue(EACH_QUEUE, connection=redis.client).count
+    if each != each_jobs:
+        raise RuntimeError(
+            f"{each} jobs wait in {EACH_QUEUE!r}, not one per confirmation"
+            f" ({each_jobs})."
+        )
     if bench_app.count_sent(app) == 0:
         raise RuntimeError("The worker sent nothing during the flask-confirm runs.")

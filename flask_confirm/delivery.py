@@ -72,7 +72,7 @@ def send_one(
     :func:`.tasks.send_confirmation_job` for the guarantees). The provider's
     message id, or ``None`` when nothing was owed. Given ``finish``, the
     job's closing writes (its lock released, its counts) go into that
-    pipeline, which the caller executes (see :func:`.tasks.send_group_job`).
+    pipeline, which the caller executes (see :func:`.tasks._closing`).
 
     :raises ConfirmationBusy: another worker holds the user's lock.
     """

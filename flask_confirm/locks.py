@@ -43,7 +43,7 @@ def user_locks(
     jobs never send to one user at once; yield the ids whose lock was taken
     (the others are being sent elsewhere) and release them in one round trip,
     or, given ``finish`` (the job's closing pipeline, see
-    :func:`.tasks.send_group_job`), in that pipeline's. The locks expire
+    :func:`.tasks._closing`), in that pipeline's. The locks expire
     with the job's own timeout (the per-user timeout times the users, plus
     5 s): as long as the job may still be running, no other may send to its
     users; once RQ would give up on it, they are free. Not needed (and

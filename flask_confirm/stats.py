@@ -73,7 +73,7 @@ def gathering(state: AppState, finish: Pipeline | None = None) -> t.Iterator[Non
     """Hold back the counts :func:`record` makes meanwhile and write them
     together at the end, in one round trip: a job's counts, rather than a
     round trip per mail; given ``finish`` (the job's closing pipeline, see
-    :func:`.tasks.send_group_job`), in that pipeline's. Nested, the
+    :func:`.tasks._closing`), in that pipeline's. Nested, the
     outermost writes."""
     if _gathered.get() is not None:
         yield

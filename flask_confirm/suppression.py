@@ -91,7 +91,7 @@ def reasons(state: AppState, addresses: t.Iterable[str]) -> dict[str, str]:
     if not keys:
         return {}
     query = _reasons_query(state.suppressions)
-    rows = _execute_with(state, query, {"keys": keys, "now": utcnow()})
+    rows = _execute(state, query, {"keys": keys, "now": utcnow()})
     return {row.address: row.reason for row in rows}
 
 
@@ -251,15 +251,11 @@ def _bind(state: AppState) -> t.Any:
     return state.db.session.get_bind(clause=state.suppressions)
 
 
-def _execute(state: AppState, statement: t.Any) -> t.Any:
-    """Run ``statement`` in the app's session, on the table's engine."""
-    return _execute_with(state, statement, None)
-
-
-def _execute_with(
-    state: AppState, statement: t.Any, parameters: dict[str, t.Any] | None
+def _execute(
+    state: AppState, statement: t.Any, parameters: dict[str, t.Any] | None = None
 ) -> t.Any:
-    """:func:`_execute` with values for ``statement``'s parameters."""
+    """Run ``statement`` (with values for its ``parameters``) in the app's
+    session, on the table's engine."""
     return state.db.session.execute(
         statement, parameters, bind_arguments={"bind": _bind(state)}
     )
