@@ -130,7 +130,7 @@ def start_confirm_worker(
     """``flask confirm-worker ARGS`` for :mod:`benchmarks.app`."""
     return Child(
         [*FLASK_APP, "confirm-worker", *args],
-        bench_env(config, **(env or {})),
+        {**bench_env(config), **(env or {})},
         workdir / f"{name}.log",
     )
 
@@ -300,7 +300,7 @@ def _drain_ses(
 ) -> tuple[SinkStats, Exited]:
     ses.reset()
     with ses.watch() as stats:
-        child = Child(args, bench_env(config, **ses.env), workdir / "worker.log")
+        child = Child(args, {**bench_env(config), **ses.env}, workdir / "worker.log")
         try:
             exited = child.wait(drain_timeout(count))
         finally:

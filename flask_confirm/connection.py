@@ -192,16 +192,20 @@ def connect(url: str, **options: t.Any) -> Redis:
         sentinel_kwargs["username"] = parsed.sentinel_username
     if parsed.sentinel_password:
         sentinel_kwargs["password"] = parsed.sentinel_password
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
-        list(parsed.sentinels), sentinel_kwargs=sentinel_kwargs
-    )
-    return sentinel.master_for(  # type: ignore[no-any-return,no-untyped-call]
-        parsed.service,
-        connection_class=SentinelConnection,
-        db=parsed.db,
-        username=parsed.username,
-        password=parsed.password,
-        **options,
+    # Through Any: redis-py types Sentinel from 8.2 on, not before, and the
+    # code is to type-check on every version we allow.
+    make_sentinel: t.Callable[..., t.Any] = Sentinel
+    sentinel = make_sentinel(list(parsed.sentinels), sentinel_kwargs=sentinel_kwargs)
+    return t.cast(
+        "Redis",
+        sentinel.master_for(
+            parsed.service,
+            connection_class=SentinelConnection,
+            db=parsed.db,
+            username=parsed.username,
+            password=parsed.password,
+            **options,
+        ),
     )
 
 
