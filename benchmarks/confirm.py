@@ -9,6 +9,12 @@ commit, flash, redirect) against a bare route doing only the row update
 server, 4 client threads. Once more with an ``email_confirmed`` receiver
 connected (reading ``user.email``), on a server of its own: the ``UPDATE``
 then returns the whole row, made into the user object the receiver gets.
+
+Between the two, against the same bare route, a confirm view as an app
+writes it by hand (``POST /hand-confirm/<token>``: the token checked, the
+``UPDATE``, commit, flash, redirect): what any confirm page costs beyond the
+``UPDATE``, so that the rest of Flask-Confirm's gap is its own (the token's
+binding and single use, the security headers, JSON or HTML).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from benchmarks.worker import confirm_config
 NAME = "confirm"
 CONFIRM = "flask-confirm POST /confirm/<token>"
 RECEIVER = "flask-confirm POST, an email_confirmed receiver"
+HAND = "hand-written confirm route (token, UPDATE, flash)"
 BARE = "bare UPDATE route (baseline)"
 
 
@@ -50,8 +57,10 @@ def run(quick: bool, runs: int) -> list[Row]:
         stack.callback(bench_app.close, app)
         bench_app.reset_tables(app)
         # Ids 1..per_variant get tokens, the next per_variant too (for the
-        # server with a receiver); the last per_variant go to the bare route.
+        # server with a receiver), the next hand-written tokens; the last
+        # per_variant go to the bare route.
         bench_app.insert_users(app, 2 * per_variant, "token-", requested=False)
+        bench_app.insert_users(app, per_variant, "hand-", requested=False)
         bench_app.insert_users(app, per_variant, "bare-", requested=False)
         db, user_model, confirm = bench_app.parts(app)
         with app.app_context():
@@ -61,6 +70,13 @@ def run(quick: bool, runs: int) -> list[Row]:
                 .order_by(user_model.id)
             ).all()
             tokens = [confirm.make_token(user) for user in users]
+            hand_users = db.session.scalars(
+                sa.select(user_model)
+                .where(user_model.id > 2 * per_variant)
+                .where(user_model.id <= 3 * per_variant)
+                .order_by(user_model.id)
+            ).all()
+            hand_tokens = [bench_app.hand_token(app, user) for user in hand_users]
             db.session.rollback()
         token_requests: list[Request] = [
             ("POST", f"/confirm/{token}", b"") for token in tokens[:per_variant]
@@ -68,9 +84,12 @@ def run(quick: bool, runs: int) -> list[Row]:
         receiver_requests: list[Request] = [
             ("POST", f"/confirm/{token}", b"") for token in tokens[per_variant:]
         ]
+        hand_requests: list[Request] = [
+            ("POST", f"/hand-confirm/{token}", b"") for token in hand_tokens
+        ]
         bare_requests: list[Request] = [
             ("POST", f"/bare-confirm/{user_id}", b"")
-            for user_id in range(2 * per_variant + 1, 3 * per_variant + 1)
+            for user_id in range(3 * per_variant + 1, 4 * per_variant + 1)
         ]
 
         port = stack.enter_context(waitress_server(config, workdir, "confirm"))
@@ -81,6 +100,7 @@ def run(quick: bool, runs: int) -> list[Row]:
         variants = (
             (CONFIRM, port, token_requests),
             (RECEIVER, receiver_port, receiver_requests),
+            (HAND, port, hand_requests),
             (BARE, port, bare_requests),
         )
         for _, variant_port, requests in variants:
@@ -106,6 +126,6 @@ def run(quick: bool, runs: int) -> list[Row]:
                 .where(user_model.email_confirmed_at.is_not(None))
             )
             db.session.rollback()
-        if confirmed != 3 * per_variant:
-            raise RuntimeError(f"{confirmed} users confirmed, not {3 * per_variant}.")
-    return results.rows({CONFIRM: BARE, RECEIVER: BARE})
+        if confirmed != 4 * per_variant:
+            raise RuntimeError(f"{confirmed} users confirmed, not {4 * per_variant}.")
+    return results.rows({CONFIRM: BARE, RECEIVER: BARE, HAND: BARE})
