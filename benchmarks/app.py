@@ -20,11 +20,12 @@ Routes:
 ``POST /bare-confirm/<id>``
     The bare minimum of confirming: one ``UPDATE`` of the row.
 ``POST /hand-confirm/<token>``
-    A confirm view as an app writes it by hand, the tutorial's way: the
-    token (``[id, email]`` signed by itsdangerous, tokens from
-    :func:`hand_token`) checked, one ``UPDATE`` of the row with that id and
-    address, commit, flash, redirect. Nothing single-use, nothing bound but
-    the address, no security headers.
+    A confirm view as an app writes it by hand, at its leanest (the
+    tutorial's also reads the user first): the token (``[id, email]``
+    signed by itsdangerous, tokens from :func:`hand_token`) checked, one
+    ``UPDATE`` of the row with that id and address, commit, flash,
+    redirect. Nothing single-use, nothing bound but the address, no
+    security headers.
 
 With ``BENCH_CONFIRMED_RECEIVER`` true, an ``email_confirmed`` receiver is
 connected that reads the user's address, as an app's own would.

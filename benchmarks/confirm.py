@@ -10,8 +10,8 @@ server, 4 client threads. Once more with an ``email_confirmed`` receiver
 connected (reading ``user.email``), on a server of its own: the ``UPDATE``
 then returns the whole row, made into the user object the receiver gets.
 
-Between the two, against the same bare route, a confirm view as an app
-writes it by hand (``POST /hand-confirm/<token>``: the token checked, the
+And against the same bare route, a confirm view as an app writes it by
+hand at its leanest (``POST /hand-confirm/<token>``: the token checked, the
 ``UPDATE``, commit, flash, redirect): what any confirm page costs beyond the
 ``UPDATE``, so that the rest of Flask-Confirm's gap is its own (the token's
 binding and single use, the security headers, JSON or HTML).
