@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import inspect
 import logging
 import os
 import signal
@@ -17,6 +18,7 @@ import typing as t
 import click
 from flask import current_app
 from flask.cli import with_appcontext
+from redis.client import PubSubWorkerThread
 from redis.exceptions import RedisError
 from rq import Queue
 from rq import SimpleWorker
@@ -289,15 +291,58 @@ class _StopAware:
         super().request_stop(signum, frame)  # type: ignore[misc]
 
 
+#: Whether redis-py's ``PubSubWorkerThread.stop()`` waits for the thread
+#: itself: redis-py 8.2 made it join, without a bound unless given a
+#: ``timeout`` (which earlier releases do not take).
+_STOP_JOINS = "timeout" in inspect.signature(PubSubWorkerThread.stop).parameters
+
+
+class _QuickTeardown:
+    """RQ's ``unsubscribe`` with its one-second bound kept on redis-py 8.2.
+
+    RQ sends UNSUBSCRIBE, stops its pubsub thread and waits for it at most
+    a second: when the thread has read UNSUBSCRIBE's reply before its stop
+    flag went down, it waits for a subscription that never comes (60 s on
+    RQ 3, for ever on RQ 2.3), and the worker leaves it behind, a daemon
+    thread. redis-py 8.2's ``stop()`` joins the thread with no bound, so
+    that second became a 60 s or endless exit (one in twenty here). Here
+    ``stop`` gets the second itself. ``unsubscribe`` is the method RQ's
+    workers call at teardown; ``tests/test_cli_worker`` pins it and times a
+    hundred teardowns. Internal."""
+
+    pubsub: t.Any
+    pubsub_thread: t.Any
+    pubsub_channel_name: str
+    name: str
+    log: logging.Logger
+
+    def unsubscribe(self) -> None:
+        thread = self.pubsub_thread
+        if not thread:
+            return
+        self.log.info(
+            "Worker %s: unsubscribing from channel %s",
+            self.name,
+            self.pubsub_channel_name,
+        )
+        self.pubsub.unsubscribe()
+        if _STOP_JOINS:
+            thread.stop(timeout=1)
+        else:
+            thread.stop()
+            thread.join(timeout=1)
+        self.pubsub.close()
+
+
 def _stop_asked(worker: _StopAware | None) -> bool:
     return worker is not None and worker.stop_asked
 
 
-class _StopAwareSimpleWorker(_StopAware, _Lean, SimpleWorker):
+class _StopAwareSimpleWorker(_StopAware, _QuickTeardown, _Lean, SimpleWorker):
     pass
 
 
-class _StopAwareWorker(_StopAware, _Lean, Worker):
+class _StopAwareWorker(_StopAware, _QuickTeardown, _Lean, Worker):
     pass
 
 
