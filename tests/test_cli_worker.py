@@ -258,12 +258,14 @@ def test_rq_offers_the_methods_the_lean_worker_overrides() -> None:
 
 def test_rq_tears_down_through_the_unsubscribe_the_worker_overrides() -> None:
     """RQ's workers leave their pubsub thread through ``unsubscribe()``,
-    after ``subscribe()`` set ``pubsub`` and ``pubsub_thread``; the
-    worker's own ``unsubscribe`` relies on both, on every RQ we support."""
+    after ``subscribe()`` set ``pubsub`` and ``pubsub_thread``; the worker's
+    own ``unsubscribe`` relies on both, and on ``send_command`` reaching the
+    worker's channel, on every RQ we support."""
     import inspect
 
     from rq import SimpleWorker
     from rq import Worker
+    from rq.command import send_command
 
     for cls in (SimpleWorker, Worker):
         assert list(inspect.signature(cls.unsubscribe).parameters) == ["self"]
@@ -271,16 +273,24 @@ def test_rq_tears_down_through_the_unsubscribe_the_worker_overrides() -> None:
         source = inspect.getsource(cls.subscribe)
         assert "self.pubsub =" in source and "self.pubsub_thread =" in source
         assert "self.unsubscribe()" in inspect.getsource(cls.teardown)
+    assert list(inspect.signature(send_command).parameters)[:3] == [
+        "connection",
+        "worker_name",
+        "command",
+    ]
 
 
-def test_worker_teardown_takes_at_most_a_second(
+def test_worker_teardown_leaves_no_pubsub_thread_behind(
     redis_client: redis.Redis,
 ) -> None:
     """On redis-py 8.2 RQ's own teardown waited 60 s (RQ 3) or for ever
     (RQ 2.3) in about one exit in twenty, when the pubsub thread read
-    UNSUBSCRIBE's reply before its stop flag was down; RQ means it to wait
-    a second at most, as it does on earlier redis-py. A hundred teardowns
-    here: each returns within 5 s, having closed the pubsub connection."""
+    UNSUBSCRIBE's reply before its stop flag was down; on earlier redis-py
+    it gave up after a second and left that thread waiting. A hundred
+    teardowns here: each returns within 3 s (it takes milliseconds; the
+    rest is room for a busy machine), its thread ended and its connection
+    closed, and the wake-up taken for no command of RQ's (the subscription
+    is gone; a shutdown would have marked a stop asked)."""
     import threading
 
     from flask_confirm.cli import worker as worker_module
@@ -291,9 +301,14 @@ def test_worker_teardown_takes_at_most_a_second(
         worker.subscribe()
         teardown = threading.Thread(target=worker.unsubscribe, daemon=True)
         teardown.start()
-        teardown.join(5)
+        teardown.join(3)
         assert not teardown.is_alive(), f"unsubscribe hung, attempt {attempt}"
+        assert not worker.pubsub_thread.is_alive(), f"thread left, attempt {attempt}"
         assert worker.pubsub.connection is None, f"left open, attempt {attempt}"
+    assert not worker.stop_asked
+    assert redis_client.pubsub_numsub(worker.pubsub_channel_name) == [
+        (worker.pubsub_channel_name.encode(), 0)
+    ]
 
 
 def test_lean_worker_skips_repeated_heartbeats_and_states(

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from rq import Queue
 from rq import SimpleWorker
 from rq import Worker
+from rq.command import send_command
 
 try:
     from rq.exceptions import StopRequested
@@ -298,22 +299,27 @@ _STOP_JOINS = "timeout" in inspect.signature(PubSubWorkerThread.stop).parameters
 
 
 class _QuickTeardown:
-    """RQ's ``unsubscribe`` with its one-second bound kept on redis-py 8.2.
+    """Leaves RQ's pubsub thread at once, on every redis-py.
 
-    RQ sends UNSUBSCRIBE, stops its pubsub thread and waits for it at most
-    a second: when the thread has read UNSUBSCRIBE's reply before its stop
-    flag went down, it waits for a subscription that never comes (60 s on
-    RQ 3, for ever on RQ 2.3), and the worker leaves it behind, a daemon
-    thread. redis-py 8.2's ``stop()`` joins the thread with no bound, so
-    that second became a 60 s or endless exit (one in twenty here). Here
-    ``stop`` gets the second itself. ``unsubscribe`` is the method RQ's
-    workers call at teardown; ``tests/test_cli_worker`` pins it and times a
-    hundred teardowns. Internal."""
+    RQ's ``unsubscribe`` sends UNSUBSCRIBE, stops its pubsub thread and waits
+    for it at most a second: when the thread has read UNSUBSCRIBE's reply
+    before its stop flag went down, it waits for a subscription that never
+    comes (60 s on RQ 3, for ever on RQ 2.3), and RQ leaves it behind. On
+    redis-py 8.2, whose ``stop()`` joins the thread without a bound, that
+    became a worker exit of 60 s or never (one in twenty here). So the flag
+    goes down first, then a message on the worker's own channel (a command
+    RQ does not know, which it ignores) wakes the thread from its read to
+    see it; the thread closes its connection as it ends, which also ends the
+    subscription. ``unsubscribe`` is the method RQ's workers call at
+    teardown, and ``send_command`` RQ's own way to reach a worker;
+    ``tests/test_cli_worker`` pins both and times a hundred teardowns.
+    Internal."""
 
+    connection: Redis
+    name: str
     pubsub: t.Any
     pubsub_thread: t.Any
     pubsub_channel_name: str
-    name: str
     log: logging.Logger
 
     def unsubscribe(self) -> None:
@@ -325,13 +331,19 @@ class _QuickTeardown:
             self.name,
             self.pubsub_channel_name,
         )
-        self.pubsub.unsubscribe()
         if _STOP_JOINS:
-            thread.stop(timeout=1)
+            thread.stop(timeout=0)
         else:
             thread.stop()
-            thread.join(timeout=1)
+        with contextlib.suppress(RedisError):  # then the second below bounds it
+            send_command(self.connection, self.name, WAKE_COMMAND)
+        thread.join(timeout=1)
         self.pubsub.close()
+
+
+#: The command :class:`_QuickTeardown` sends a worker's pubsub thread to
+#: wake it; RQ's command handler ignores commands it does not know.
+WAKE_COMMAND = "flask-confirm-wake"
 
 
 def _stop_asked(worker: _StopAware | None) -> bool:
