@@ -6,6 +6,7 @@ import importlib.metadata
 import typing as t
 
 from flask import abort
+from flask import redirect
 from flask import request
 
 from .config import Keys
@@ -104,9 +105,15 @@ def mount_dashboard(app: Flask, state: AppState) -> None:
         return response
 
     @app.before_request
-    def guard_dashboard() -> None:
-        if request.blueprint != blueprint_name:
-            return
+    def guard_dashboard() -> Response | None:
+        # The bare prefix is routed to no blueprint: Werkzeug redirects it
+        # to the prefix with a slash, by an absolute URL built from the Host
+        # header, which Werkzeug before 3.1 cannot always write back (a 500
+        # on "Host: ["). It is guarded like the rest, and redirected here by
+        # a relative URL, which needs no Host.
+        bare = bool(prefix) and request.path == prefix
+        if request.blueprint != blueprint_name and not bare:
+            return None
         # A CSRFProtect set up after init_app runs its check after this hook,
         # and must not reject the dashboard's actions either.
         _exempt_from_csrf(app, rq_dashboard.blueprint)
@@ -128,6 +135,10 @@ def mount_dashboard(app: Flask, state: AppState) -> None:
             # protection of their own; a browser names the page that sent a
             # request in Origin (or at least Referer).
             abort(403, description="Cross-site dashboard actions are refused.")
+        if bare:
+            query = request.query_string.decode("latin-1")
+            return redirect(f"{prefix}/" + (f"?{query}" if query else ""), code=308)
+        return None
 
 
 def _exempt_from_csrf(app: Flask, blueprint: t.Any) -> None:

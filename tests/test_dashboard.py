@@ -155,6 +155,22 @@ def test_dashboard_auth_falsy_is_denied(async_app: Flask, falsy: t.Any) -> None:
     assert async_app.test_client().get("/rq/0/data/queues.json").status_code == 403
 
 
+def test_bare_prefix_is_guarded_and_redirected_by_a_relative_url(
+    async_app: Flask,
+) -> None:
+    """``/rq`` belongs to no blueprint: Werkzeug would redirect it by an
+    absolute URL made from the Host header (a 500 on Werkzeug 3.0 for
+    ``Host: [``). It is refused while the dashboard is closed, then
+    redirected to ``/rq/`` with its query string and no Host."""
+    client = async_app.test_client()
+    assert client.get("/rq").status_code == 403
+    confirm_of(async_app).dashboard_auth(lambda: True)
+    response = client.get("/rq?a=1")
+    assert response.status_code == 308
+    assert response.headers["Location"] == "/rq/?a=1"
+    assert response.headers["X-Frame-Options"] == "DENY"
+
+
 def test_dashboard_auth_true_opens_it(async_app: Flask) -> None:
     decorated = confirm_of(async_app).dashboard_auth(lambda: True)
     assert decorated() is True  # the decorator returns the function

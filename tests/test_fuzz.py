@@ -664,6 +664,9 @@ def test_fuzz_unknown_and_dashboard_paths(redis_server: str) -> None:
         # Always once at the dashboard, so the 403 below does not depend on
         # what the random examples happened to draw.
         @example("/rq/0/view/queues", "GET", {}, {}, None)
+        # Werkzeug before 3.1 failed (a 500) to write its own redirect of
+        # the bare prefix for a Host it could not parse.
+        @example("/rq", "GET", {}, {"Host": "["}, None)
         @given(
             st.one_of(UNKNOWN_PATHS, DASHBOARD_PATHS),
             st.sampled_from(METHODS),
