@@ -326,8 +326,11 @@ def test_missing_form_field_is_refused(make_app: t.Callable[..., Flask]) -> None
 
 def test_dashboard_asks_for_basic_auth(make_app: t.Callable[..., Flask]) -> None:
     client = make_app().test_client()
-    # /rq itself only redirects to /rq/, before any view or check runs.
-    assert client.get("/rq").status_code == 308
+    # /rq itself is guarded too, and only redirects to /rq/ once let in.
+    assert client.get("/rq").status_code == 401
+    redirected = client.get("/rq", auth=("admin", "admin"))
+    assert redirected.status_code == 308
+    assert redirected.headers["Location"] == "/rq/"
 
     for auth in (None, ("admin", "wrong"), ("wrong", "admin"), ("", "")):
         response = client.get("/rq/", auth=auth)
