@@ -108,7 +108,7 @@ def mount_dashboard(app: Flask, state: AppState) -> None:
     def guard_dashboard() -> Response | None:
         # The bare prefix is routed to no blueprint: Werkzeug redirects it
         # to the prefix with a slash, by an absolute URL built from the Host
-        # header, which Werkzeug before 3.1 cannot always write back (a 500
+        # header, which Werkzeug 3.0 (our floor) cannot always write back (a 500
         # on "Host: ["). It is guarded like the rest, and redirected here by
         # a relative URL, which needs no Host.
         bare = bool(prefix) and request.path == prefix

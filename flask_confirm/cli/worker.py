@@ -298,6 +298,11 @@ class _StopAware:
 _STOP_JOINS = "timeout" in inspect.signature(PubSubWorkerThread.stop).parameters
 
 
+#: The command :class:`_QuickTeardown` sends a worker's pubsub thread to
+#: wake it; RQ's command handler ignores commands it does not know.
+WAKE_COMMAND = "flask-confirm-wake"
+
+
 class _QuickTeardown:
     """Leaves RQ's pubsub thread at once, on every redis-py.
 
@@ -339,11 +344,6 @@ class _QuickTeardown:
             send_command(self.connection, self.name, WAKE_COMMAND)
         thread.join(timeout=1)
         self.pubsub.close()
-
-
-#: The command :class:`_QuickTeardown` sends a worker's pubsub thread to
-#: wake it; RQ's command handler ignores commands it does not know.
-WAKE_COMMAND = "flask-confirm-wake"
 
 
 def _stop_asked(worker: _StopAware | None) -> bool:
